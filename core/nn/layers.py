@@ -1,0 +1,133 @@
+"""Layers of the multilayer perceptron, each with its forward and backward pass side by side.
+
+Conventions: a batch ``X`` has shape ``(n, d_in)``; ``grad_out`` is the gradient of the loss
+with respect to a layer's output, shape ``(n, d_out)``; ``backward`` returns the gradient
+with respect to the layer's input and never modifies ``grad_out`` in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+INITS = ("he", "glorot")
+
+
+class Dense:
+    """Affine layer ``Z = X @ W + b``.
+
+    Args:
+        n_in: Input width.
+        n_out: Output width.
+        rng: Generator used once, for initialisation.
+        init: ``"he"`` (normal, std ``sqrt(2 / n_in)``, for ReLU) or ``"glorot"``
+            (uniform in ``+-sqrt(6 / (n_in + n_out))``, for tanh and linear outputs).
+        dtype: Floating dtype of parameters and gradients.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        *,
+        rng: np.random.Generator,
+        init: str = "he",
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        if init not in INITS:
+            raise ValueError(f"init must be one of {', '.join(INITS)}; got {init!r}")
+
+        if init == "he":
+            W = rng.standard_normal((n_in, n_out)) * np.sqrt(2.0 / n_in)
+        else:
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            W = rng.uniform(-limit, limit, size=(n_in, n_out))
+        self.W = W.astype(dtype)  # (n_in, n_out)
+        self.b = np.zeros(n_out, dtype=dtype)  # (n_out,)
+        self.dW = np.zeros_like(self.W)
+        self.db = np.zeros_like(self.b)
+        self.needs_input_grad = True
+        self._X: np.ndarray | None = None
+
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        self._X = X
+        Z = X @ self.W  # (n, n_out)
+        Z += self.b
+        return Z
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        # dW = X^T G, db = sum_rows G, dX = G W^T; the first layer skips dX (nobody reads it).
+        np.matmul(self._X.T, grad_out, out=self.dW)
+        np.sum(grad_out, axis=0, out=self.db)
+        if not self.needs_input_grad:
+            return None
+        return grad_out @ self.W.T
+
+
+class ReLU:
+    """``relu(z) = max(z, 0)``; derivative 1 where ``z > 0`` and 0 elsewhere (0 at the kink)."""
+
+    def __init__(self) -> None:
+        self._positive: np.ndarray | None = None
+
+    def forward(self, Z: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        # The model passes inplace=True for the fresh output of a Dense layer: one array fewer.
+        self._positive = Z > 0
+        return np.maximum(Z, 0, out=Z if inplace else None)
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out * self._positive
+
+
+class Tanh:
+    """``tanh(z)``; derivative ``1 - tanh(z)^2``."""
+
+    def __init__(self) -> None:
+        self._A: np.ndarray | None = None
+
+    def forward(self, Z: np.ndarray, *, inplace: bool = False) -> np.ndarray:
+        self._A = np.tanh(Z, out=Z if inplace else None)
+        return self._A
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        return grad_out * (1.0 - self._A * self._A)
+
+
+ACTIVATIONS = {"relu": ReLU, "tanh": Tanh}
+
+
+class Dropout:
+    """Inverted dropout: in training ``out = X * mask / (1 - rate)``, mask ~ Bernoulli(1 - rate).
+
+    In evaluation the layer is the identity, so predictions need no rescaling and draw no
+    random numbers. ``frozen_mask`` replaces the random draw (used by gradient checks).
+
+    Args:
+        rate: Probability of zeroing a unit, in ``[0, 1)``.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if not 0.0 <= rate < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1); got {rate!r}")
+
+        self.rate = float(rate)
+        self.frozen_mask: np.ndarray | None = None
+        self._scaled_mask: np.ndarray | None = None
+
+    def forward(
+        self, X: np.ndarray, *, training: bool, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        if not training or self.rate == 0.0:
+            self._scaled_mask = None
+            return X
+        if self.frozen_mask is not None:
+            keep = self.frozen_mask
+        else:
+            keep = rng.random(X.shape, dtype=X.dtype) >= self.rate  # (n, d) booleans
+        # One multiply by the pre-scaled mask: 0 for dropped units, 1 / (1 - rate) for kept ones.
+        self._scaled_mask = keep * X.dtype.type(1.0 / (1.0 - self.rate))
+        return X * self._scaled_mask
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray:
+        if self._scaled_mask is None:
+            return grad_out
+        return grad_out * self._scaled_mask

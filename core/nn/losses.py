@@ -1,0 +1,132 @@
+"""Data losses: softmax cross-entropy from logits, and mean squared error.
+
+Both are means over the batch (and, for MSE, over outputs), so duplicating a batch leaves
+the loss and its gradient unchanged, and the gradient is the exact derivative of the value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+PROBABILITY_EPS = 1e-12
+
+
+def as_labels(y: np.ndarray) -> np.ndarray:
+    """Integer class labels from integer labels ``(n,)`` or one-hot rows ``(n, k)``."""
+    y = np.asarray(y)
+    if y.ndim == 2:
+        return np.argmax(y, axis=1)
+    return y.astype(np.intp, copy=False)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """``log softmax(z)_j = z_j - max(z) - log sum_k exp(z_k - max(z))``, finite for finite z."""
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of ``logits`` ``(n, k)``, shifted by the row max so exp never overflows."""
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    e /= e.sum(axis=1, keepdims=True)
+    return e
+
+
+def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+    """Fraction of rows whose arg-max score is the true class.
+
+    Args:
+        scores: Logits or probabilities ``(n, k)``, or predicted labels ``(n,)``.
+        y: Integer labels ``(n,)`` or one-hot rows ``(n, k)``.
+    """
+    predicted = scores if np.ndim(scores) == 1 else np.argmax(scores, axis=1)
+    return float(np.mean(predicted == as_labels(y)))
+
+
+def r2_score(prediction: np.ndarray, y: np.ndarray) -> float:
+    """Coefficient of determination ``1 - SS_res / SS_tot``, averaged uniformly over outputs."""
+    y = y.reshape(prediction.shape).astype(np.float64)
+    residual = ((y - prediction) ** 2).sum(axis=0)
+    total = ((y - y.mean(axis=0)) ** 2).sum(axis=0)
+    # A constant target column: perfect prediction scores 1, anything else 0 (scikit-learn's rule).
+    safe_total = np.where(total > 0, total, 1.0)
+    per_output = np.where(total > 0, 1.0 - residual / safe_total, (residual == 0).astype(float))
+    return float(per_output.mean())
+
+
+def cross_entropy_from_probabilities(
+    probabilities: np.ndarray, y: np.ndarray, eps: float = PROBABILITY_EPS
+) -> float:
+    """``-mean log p[y]`` with probabilities clipped to ``[eps, 1]``, so ``p = 0`` costs
+    ``-log(eps)`` (27.631 for the default eps) instead of infinity.
+
+    The trainer never uses this path: it works from logits. It exists for callers that
+    only hold probabilities.
+    """
+    labels = as_labels(y)
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))
+
+
+class SoftmaxCrossEntropy:
+    """``L = -(1/n) sum_i log softmax(z_i)[y_i]``; ``dL/dz = (softmax(z) - onehot(y)) / n``.
+
+    Computed from logits with log-sum-exp, so the loss is exact and finite for any finite
+    logit: logits ``[1000, 0, -1000]`` with target 2 cost exactly 2000. Targets may be
+    integer labels ``(n,)`` or one-hot rows ``(n, k)``.
+    """
+
+    task = "classification"
+
+    def __init__(self) -> None:
+        self._probabilities: np.ndarray | None = None
+        self._labels: np.ndarray | None = None
+
+    def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
+        labels = as_labels(y)
+        rows = np.arange(len(labels))
+        shifted = logits - logits.max(axis=1, keepdims=True)  # (n, k), max entry 0
+        exp = np.exp(shifted)
+        total = exp.sum(axis=1)  # (n,), in [1, k]
+        loss = np.mean(np.log(total) - shifted[rows, labels])
+        exp /= total[:, None]
+        self._probabilities, self._labels = exp, labels
+        return float(loss)
+
+    def backward(self) -> np.ndarray:
+        grad = self._probabilities.copy()
+        grad[np.arange(len(self._labels)), self._labels] -= 1.0
+        grad /= len(self._labels)
+        return grad
+
+    @staticmethod
+    def score(output: np.ndarray, y: np.ndarray) -> float:
+        return accuracy(output, y)
+
+
+class MeanSquaredError:
+    """``L = mean((y_hat - y)^2)`` over all ``n k`` entries; ``dL/dy_hat = 2 (y_hat - y) / (n k)``.
+
+    No factor one half: the value is the plain mean squared error that scikit-learn's
+    ``mean_squared_error`` reports, and the gradient is its exact derivative.
+    """
+
+    task = "regression"
+
+    def __init__(self) -> None:
+        self._diff: np.ndarray | None = None
+
+    def forward(self, prediction: np.ndarray, y: np.ndarray) -> float:
+        diff = prediction - y.reshape(prediction.shape)  # (n, k)
+        self._diff = diff
+        return float(np.mean(diff * diff))
+
+    def backward(self) -> np.ndarray:
+        return self._diff * (2.0 / self._diff.size)
+
+    @staticmethod
+    def score(output: np.ndarray, y: np.ndarray) -> float:
+        return r2_score(output, y)
+
+
+LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "mse": MeanSquaredError}

@@ -1,0 +1,135 @@
+"""The multilayer perceptron: a stack of Dense, activation and dropout layers.
+
+Architecture: ``[Dense -> activation -> Dropout] * len(hidden) -> Dense``. The last layer is
+linear: its outputs are logits for classification and predictions for regression. Dropout
+sits after every hidden activation when ``dropout_rate > 0``; inputs and outputs are never
+dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from core.nn.layers import ACTIVATIONS, Dense, Dropout
+from core.nn.optimizers import Parameter
+
+
+class MLP:
+    """A fully connected network.
+
+    Args:
+        n_inputs: Input features ``d``.
+        hidden: Widths of the hidden layers (may be empty: a linear model).
+        n_outputs: Classes ``k`` for classification, targets for regression.
+        activation: ``relu`` or ``tanh``.
+        dropout_rate: Probability of dropping a hidden unit in training, in ``[0, 1)``.
+        init: ``he`` or ``glorot``; by default He for ReLU and Glorot for tanh.
+        seed: Seed or Generator for the initial weights.
+        dtype: ``float32`` (default) or ``float64``.
+    """
+
+    def __init__(
+        self,
+        n_inputs: int,
+        hidden: Sequence[int],
+        n_outputs: int,
+        *,
+        activation: str = "relu",
+        dropout_rate: float = 0.0,
+        init: str | None = None,
+        seed: int | np.random.Generator | None = 0,
+        dtype: np.dtype | type = np.float32,
+    ) -> None:
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}"
+            )
+        dtype = np.dtype(dtype)
+        if dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64; got {dtype}")
+        widths = [int(n_inputs), *(int(h) for h in hidden), int(n_outputs)]
+        if min(widths) < 1:
+            raise ValueError(f"every layer width must be >= 1; got {widths}")
+
+        rng = np.random.default_rng(seed)
+        init = init or ("he" if activation == "relu" else "glorot")
+        self.dtype = dtype
+        self.activation = activation
+        self.dropout_rate = float(dropout_rate)
+        self.widths = tuple(widths)
+        self.dense: list[Dense] = []
+        self.activations: list = []
+        self.dropouts: list[Dropout] = []
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            is_output = i == len(widths) - 2
+            layer = Dense(n_in, n_out, rng=rng, init="glorot" if is_output else init, dtype=dtype)
+            self.dense.append(layer)
+            if not is_output:
+                self.activations.append(ACTIVATIONS[activation]())
+                self.dropouts.append(Dropout(dropout_rate))
+        self.dense[0].needs_input_grad = False
+        self.parameters: list[Parameter] = []
+        for i, layer in enumerate(self.dense):
+            self.parameters.append(Parameter(f"W{i}", layer.W, layer.dW, is_weight=True))
+            self.parameters.append(Parameter(f"b{i}", layer.b, layer.db, is_weight=False))
+
+    @property
+    def weights(self) -> list[np.ndarray]:
+        """The weight matrices, the only arrays a penalty or weight decay touches."""
+        return [layer.W for layer in self.dense]
+
+    def forward(
+        self, X: np.ndarray, *, training: bool = False, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Network output ``(n, k)``. Dropout is active only when ``training`` is True, and only
+        then is ``rng`` used; evaluation draws no random numbers."""
+        A = X
+        for layer, activation, dropout in zip(
+            self.dense, self.activations, self.dropouts, strict=False
+        ):
+            A = activation.forward(layer.forward(A), inplace=True)
+            A = dropout.forward(A, training=training, rng=rng)
+        return self.dense[-1].forward(A)
+
+    def backward(self, grad_out: np.ndarray) -> None:
+        """Fill every parameter's gradient from ``grad_out = dL/d(output)``, last layer first."""
+        grad = self.dense[-1].backward(grad_out)
+        for layer, activation, dropout in zip(
+            reversed(self.dense[:-1]),
+            reversed(self.activations),
+            reversed(self.dropouts),
+            strict=True,
+        ):
+            grad = layer.backward(activation.backward(dropout.backward(grad)))
+
+    def predict_output(self, X: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
+        """Evaluation-mode output for any number of rows, in chunks to bound memory."""
+        X = np.asarray(X, dtype=self.dtype)
+        if len(X) <= batch_size:
+            return self.forward(X, training=False)
+        chunks = [
+            self.forward(X[i : i + batch_size], training=False)
+            for i in range(0, len(X), batch_size)
+        ]
+        return np.concatenate(chunks)
+
+    def get_state(self) -> list[np.ndarray]:
+        """Copies of every parameter, in ``parameters`` order."""
+        return [p.value.copy() for p in self.parameters]
+
+    def set_state(self, state: Sequence[np.ndarray]) -> None:
+        """Overwrite every parameter in place (optimizer buffers keep pointing at them)."""
+        if len(state) != len(self.parameters):
+            raise ValueError(f"state must hold {len(self.parameters)} arrays; got {len(state)}")
+        for p, value in zip(self.parameters, state, strict=True):
+            if p.value.shape != np.shape(value):
+                raise ValueError(
+                    f"parameter {p.name} must have shape {p.value.shape}; got {np.shape(value)}"
+                )
+            p.value[...] = value
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Parameters by name (``W0``, ``b0``, ...), e.g. for ``numpy.savez``."""
+        return {p.name: p.value.copy() for p in self.parameters}
