@@ -1,0 +1,339 @@
+"""The ``regstudy`` command. The only module that prints or draws progress bars.
+
+Exit codes: 0 success, 1 a failed check or run, 2 bad input (spec, flag, dataset, storage
+URL), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+
+logger = logging.getLogger("regstudy")
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the running trial is marked and its run closed."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated(f"received signal {signum}")
+
+
+class _TqdmHandler(logging.Handler):
+    """Send log records through tqdm.write so they do not tear the progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        try:
+            tqdm.write(self.format(record), file=sys.stderr)
+        except Exception:
+            self.handleError(record)
+
+
+def _setup_logging(quiet: bool, verbose: bool) -> None:
+    handler = _TqdmHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING if quiet else logging.INFO)
+    if verbose:
+        root.setLevel(logging.DEBUG)
+    # MLflow and its migrations are chatty at INFO; keep what a user should act on.
+    for name in ("mlflow", "alembic", "sqlalchemy", "urllib3", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import optuna
+
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def _fail(message: str) -> int:
+    print(f"regstudy: error: {message}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+def _bad_input_errors() -> tuple[type[BaseException], ...]:
+    from core.data import UnknownDatasetError
+    from core.study.runner import StorageError
+    from core.study.spec import SpecError
+
+    return (SpecError, StorageError, UnknownDatasetError)
+
+
+class _Progress:
+    """A tqdm bar over finished trials with the running best and elapsed time."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.started = time.monotonic()
+
+    def on_study(self, study, remaining: int) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = tqdm(total=remaining, desc=study.study_name, unit="trial", file=sys.stderr)
+
+    def __call__(self, study, trial) -> None:
+        if self.bar is None:
+            return
+        from optuna.trial import TrialState
+
+        if trial.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            self.bar.update(1)
+        try:
+            best = f"{study.best_value:.4g}"
+        except ValueError:
+            best = "-"
+        self.bar.set_postfix_str(f"best={best} last={trial.state.name.lower()}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _summary(studies, spec) -> str:
+    from optuna.trial import TrialState
+
+    lines = []
+    for study in studies:
+        trials = study.get_trials(deepcopy=False)
+        counts = {
+            s.name.lower(): 0
+            for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+        }
+        for t in trials:
+            counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        lines.append(
+            f"study {study.study_name}: " + ", ".join(f"{v} {k}" for k, v in counts.items())
+        )
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        if not complete:
+            continue
+        complete.sort(key=lambda t: t.value, reverse=spec.study.optuna_direction == "maximize")
+        lines.append(
+            f"  {'trial':>5} {'regularizer':<13} {'learning_rate':>13} "
+            f"{spec.study.metric:>12} {'test_acc':>9} {'best_ep':>7}"
+        )
+        for t in complete[:10]:
+            test = t.user_attrs.get("test_accuracy", float("nan"))
+            lines.append(
+                f"  {t.number:>5} {t.user_attrs.get('regularizer', '?'):<13} "
+                f"{t.params.get('learning_rate', float('nan')):>13.3g} {t.value:>12.4f} "
+                f"{test:>9.4f} {int(t.user_attrs.get('best_epoch', -1)):>7}"
+            )
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from core.study.runner import run_study
+    from core.study.spec import load_spec
+
+    spec = load_spec(args.spec)
+    progress = _Progress(args.quiet)
+    started = time.monotonic()
+    try:
+        studies = run_study(
+            spec,
+            storage_url=args.storage,
+            tracking_uri=None if args.no_tracking else args.tracking_uri,
+            n_trials=args.trials,
+            callbacks=[progress],
+            on_study=progress.on_study,
+            worker=getattr(args, "worker_index", 0),
+        )
+    finally:
+        progress.close()
+    if not args.quiet:
+        print(_summary(studies, spec))
+        print(f"\nfinished in {time.monotonic() - started:.0f} s")
+        print(f"Optuna storage: {_masked(args.storage)}")
+        if not args.no_tracking:
+            print(f"MLflow runs:    {_masked(args.tracking_uri)} (experiment {spec.study.name!r})")
+            print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+    return 0
+
+
+def _masked(url: str) -> str:
+    from core.tracking import mask_url
+
+    return mask_url(url)
+
+
+def ui_command(
+    *, host: str, port: int, backend_store_uri: str, artifacts: str | None
+) -> list[str]:
+    """The ``mlflow ui`` command line for the local store (no server is started here)."""
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        backend_store_uri,
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+    if artifacts:
+        command += ["--default-artifact-root", artifacts]
+    return command
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from core.study.runner import DEFAULT_TRACKING_URI
+    from core.tracking import default_artifact_location
+
+    if not is_loopback(args.host) and not args.allow_remote:
+        return _fail(
+            f"--host {args.host!r} is not a loopback address; the MLflow UI has no "
+            "authentication, so binding elsewhere needs --allow-remote"
+        )
+    if not is_loopback(args.host):
+        print(
+            f"regstudy: warning: serving the MLflow UI on {args.host}: it has no "
+            "authentication; anyone who can reach this port can read and delete runs",
+            file=sys.stderr,
+        )
+    uri = args.tracking_uri or DEFAULT_TRACKING_URI
+    command = ui_command(
+        host=args.host,
+        port=args.port,
+        backend_store_uri=uri,
+        artifacts=default_artifact_location(uri),
+    )
+    if args.dry_run:
+        print(" ".join(command))
+        return 0
+    if uri == DEFAULT_TRACKING_URI and not Path("runs/mlflow.db").exists():
+        return _fail("no runs yet: runs/mlflow.db does not exist; run `make study` first")
+    print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
+    return subprocess.call(command)
+
+
+def cmd_gradcheck(args: argparse.Namespace) -> int:
+    from core.nn.gradcheck import TOLERANCE, run_all
+
+    results = run_all(seed=args.seed)
+    width = max(len(r.name) for r in results)
+    for result in results:
+        if args.verbose:
+            print(
+                f"{result.name:<{width}}  {result.error:.2e}  {'ok' if result.passed else 'FAIL'}"
+            )
+    worst = max(results, key=lambda r: r.error)
+    failed = [r for r in results if not r.passed]
+    print(
+        f"{len(results)} gradient checks in float64; worst relative error "
+        f"{worst.error:.2e} ({worst.name}); tolerance {TOLERANCE:.0e}"
+    )
+    if failed:
+        print(f"FAILED: {', '.join(r.name for r in failed)}")
+        return 1
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from core.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
+    parser = argparse.ArgumentParser(
+        prog="regstudy",
+        description="Study how regularization changes generalization.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run or resume the study a spec describes")
+    run.add_argument("spec", help="path to studies/NAME.toml")
+    run.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=None,
+        help="total finished trials per study (default: the spec's n_trials)",
+    )
+    run.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
+    run.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI")
+    run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.set_defaults(func=cmd_run)
+
+    ui = sub.add_parser("ui", help="the MLflow UI over the local tracking store")
+    ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    ui.add_argument("--port", type=_positive_int, default=5000)
+    ui.add_argument("--tracking-uri", default=None, help="backend store (default runs/mlflow.db)")
+    ui.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a non-loopback --host (the UI has no authentication)",
+    )
+    ui.add_argument("--dry-run", action="store_true", help="print the command, start nothing")
+    ui.set_defaults(func=cmd_ui, quiet=False, verbose=False)
+
+    grad = sub.add_parser("gradcheck", help="finite-difference checks of every gradient")
+    grad.add_argument("--seed", type=int, default=0)
+    grad.add_argument("--verbose", action="store_true", help="one line per check")
+    grad.set_defaults(func=cmd_gradcheck, quiet=False)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return args.func(args)
+    except _bad_input_errors() as error:
+        return _fail(str(error))
+    except KeyboardInterrupt as interrupt:
+        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        print(
+            f"\nregstudy: {what}; the running trial was marked failed and its run closed. "
+            "Run the same command again to resume.",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

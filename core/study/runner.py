@@ -1,0 +1,314 @@
+"""Create or resume studies on an Optuna storage and run their trials.
+
+A study's budget is a total: running the same spec again finishes the remaining trials
+(complete or pruned ones count; failed ones do not). A resumed study must have been made
+from the same spec values (budget and report settings aside); otherwise the run stops
+before creating any trial and names the field that changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+
+from core.nn import DivergenceError
+from core.study.objective import Objective, load_splits
+from core.study.space import grid_space
+from core.study.spec import ARMS, Spec, SpecError
+from core.tracking import Tracker, flatten, mask_url
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
+DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
+STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SPEC_ATTR = "spec"
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be used; one line naming the value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class StudyRef:
+    """One Optuna study of a spec: the whole study in joint mode, one arm in per_kind."""
+
+    name: str
+    arm: str | None
+
+
+def study_refs(spec: Spec) -> list[StudyRef]:
+    """The Optuna studies a spec runs: ``NAME`` in joint mode, ``NAME/ARM`` per arm."""
+    if spec.study.mode == "joint":
+        return [StudyRef(spec.study.name, None)]
+    arms = spec.search.arms or ARMS
+    return [StudyRef(f"{spec.study.name}/{arm}", arm) for arm in arms]
+
+
+def check_storage_url(url: str) -> str:
+    """Validate a storage URL without connecting; create ``runs/`` for the default."""
+    scheme = urlsplit(url).scheme if "://" in url else ""
+    base = scheme.split("+", 1)[0]
+    if base not in STORAGE_SCHEMES:
+        raise StorageError(
+            f"--storage must be a sqlite:///PATH, postgresql+psycopg2://USER@HOST/DB or "
+            f"mysql+pymysql://... URL; got {mask_url(url)!r}"
+        )
+    if base == "sqlite":
+        path = url.split(":///", 1)[1] if ":///" in url else ""
+        if not path or path == ":memory:":
+            raise StorageError(
+                f"--storage sqlite URL must name a file, as sqlite:///runs/optuna.db; got {url!r}"
+            )
+        parent = Path(path).parent
+        if url == DEFAULT_STORAGE:
+            parent.mkdir(parents=True, exist_ok=True)
+        elif not parent.is_dir():
+            raise StorageError(
+                f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
+            )
+    return url
+
+
+def check_tracking_uri(uri: str) -> str:
+    """Validate an MLflow tracking URI: a local SQLite file or an http(s) server."""
+    scheme = urlsplit(uri).scheme
+    if scheme in ("http", "https"):
+        if not urlsplit(uri).hostname:
+            raise StorageError(
+                f"--tracking-uri must name a host, as http://HOST:PORT; got {uri!r}"
+            )
+        return uri
+    if scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
+        parent = Path(uri.removeprefix("sqlite:///")).parent
+        if uri == DEFAULT_TRACKING_URI:
+            parent.mkdir(parents=True, exist_ok=True)
+        elif not parent.is_dir():
+            raise StorageError(
+                f"--tracking-uri {uri!r}: directory {str(parent)!r} does not exist; "
+                "create it first"
+            )
+        return uri
+    raise StorageError(
+        f"--tracking-uri must be sqlite:///PATH.db or http(s)://HOST:PORT; got {mask_url(uri)!r}"
+    )
+
+
+def make_storage(url: str, spec: Spec) -> optuna.storages.RDBStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are failed, not stuck."""
+    check_storage_url(url)
+    engine_kwargs: dict = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        # Wait for a busy database instead of failing at once when workers write together.
+        engine_kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url,
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=spec.study.heartbeat_interval,
+                grace_period=spec.study.grace_period,
+            )
+    except Exception as error:  # SQLAlchemy raises many kinds; report one line
+        raise StorageError(
+            f"--storage {mask_url(url)!r} cannot be opened: {type(error).__name__}: "
+            f"{str(error).splitlines()[0]}"
+        ) from None
+
+
+def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.BaseSampler:
+    if spec.study.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if spec.study.sampler == "grid":
+        return optuna.samplers.GridSampler(grid_space(spec, arm), seed=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(
+            seed=seed,
+            multivariate=True,
+            group=True,
+            constant_liar=True,
+            n_startup_trials=min(10, max(3, spec.study.n_trials // 4)),
+        )
+
+
+def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
+    epochs = spec.train.max_epochs
+    if spec.study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
+    if spec.study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
+            min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3
+        )
+    return optuna.pruners.NopPruner()
+
+
+def sampler_seed(study_seed: int, n_existing: int, worker: int) -> int:
+    """A sampler seed that differs after every resume and for every worker, so a restarted
+    or parallel sampler never replays the random start-up proposals of another."""
+    state = np.random.SeedSequence([study_seed, n_existing, worker]).generate_state(1)[0]
+    return int(state) & 0x7FFFFFFF
+
+
+def _check_compatible(spec: Spec, study_name: str, stored: str | None, storage_url: str) -> None:
+    if stored is None:
+        return
+    old = flatten(json.loads(stored))
+    new = flatten(_spec_identity(spec))
+    for key in sorted(set(old) | set(new)):
+        if old.get(key) != new.get(key):
+            raise SpecError(
+                f"{key} changed from {old.get(key)!r} to {new.get(key)!r} since study "
+                f"{study_name!r} was created in {mask_url(storage_url)}; give the changed "
+                f"spec a new [study] name (for example {study_name.split('/')[0] + '-2'!r}) "
+                "or restore the old value"
+            )
+
+
+def _spec_identity(spec: Spec) -> dict:
+    data = spec.resolved()
+    data["study"].pop("n_trials", None)
+    data["study"].pop("timeout", None)
+    data.pop("report", None)
+    return data
+
+
+def open_study(
+    spec: Spec,
+    storage: optuna.storages.BaseStorage,
+    ref: StudyRef,
+    *,
+    storage_url: str,
+    worker: int = 0,
+) -> optuna.Study:
+    """Load the study if it exists (after checking it came from the same spec), else create
+    it; the sampler's seed depends on how many trials exist and on the worker index."""
+    existing = None
+    with contextlib.suppress(KeyError):
+        existing = optuna.load_study(study_name=ref.name, storage=storage)
+    n_existing = 0
+    if existing is not None:
+        _check_compatible(spec, ref.name, existing.user_attrs.get(SPEC_ATTR), storage_url)
+        n_existing = len(existing.get_trials(deepcopy=False))
+    seed = sampler_seed(spec.study.seed, n_existing, worker)
+    study = optuna.create_study(
+        storage=storage,
+        sampler=make_sampler(spec, ref.arm, seed),
+        pruner=make_pruner(spec),
+        study_name=ref.name,
+        direction=spec.study.optuna_direction,
+        load_if_exists=True,
+    )
+    if SPEC_ATTR not in study.user_attrs:
+        study.set_user_attr(SPEC_ATTR, json.dumps(_spec_identity(spec), sort_keys=True))
+        study.set_user_attr("spec_hash", spec.fingerprint())
+        study.set_user_attr("study_seed", spec.study.seed)
+        if ref.arm is not None:
+            study.set_user_attr("arm", ref.arm)
+    return study
+
+
+def count_finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
+
+
+def run_study(
+    spec: Spec,
+    *,
+    storage_url: str = DEFAULT_STORAGE,
+    tracking_uri: str | None = DEFAULT_TRACKING_URI,
+    n_trials: int | None = None,
+    callbacks: Sequence[TrialCallback] = (),
+    worker: int = 0,
+    on_study: Callable[[optuna.Study, int], None] | None = None,
+) -> list[optuna.Study]:
+    """Run (or resume) every Optuna study of ``spec`` until each has its total budget.
+
+    Args:
+        spec: Validated spec.
+        storage_url: Optuna storage URL.
+        tracking_uri: MLflow tracking URI, or None to track nothing.
+        n_trials: Total finished trials per study; defaults to ``spec.study.n_trials``.
+        callbacks: Optuna trial callbacks (the command line's progress bar).
+        worker: Index of this worker among parallel ones (varies the sampler seed).
+        on_study: Called with each study and its remaining budget before it runs.
+
+    Raises:
+        SpecError: The stored study was made from different spec values.
+        StorageError: The storage URL cannot be used.
+        KeyboardInterrupt: After marking the running trial and closing its run.
+    """
+    total = n_trials or spec.study.n_trials
+    storage = make_storage(storage_url, spec)
+    if tracking_uri is not None:
+        check_tracking_uri(tracking_uri)
+    refs = study_refs(spec)
+    # Open (and check) every study before training anything or touching MLflow.
+    studies = [
+        open_study(spec, storage, ref, storage_url=storage_url, worker=worker) for ref in refs
+    ]
+    tracker = Tracker(tracking_uri, spec) if tracking_uri is not None else None
+    splits = load_splits(spec)
+    for ref, study in zip(refs, studies, strict=True):
+        _run_one(spec, study, ref, splits, tracker, total, callbacks, on_study)
+    return studies
+
+
+def _run_one(spec, study, ref, splits, tracker, total, callbacks, on_study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    parent_run_id = None
+    if tracker is not None:
+        tracker.reconcile(study)
+        parent_run_id = tracker.parent_run(study, arm=ref.arm)
+    objective = Objective(spec, splits, tracker=tracker, parent_run_id=parent_run_id, arm=ref.arm)
+    remaining = total - count_finished(study)
+    if on_study is not None:
+        on_study(study, max(remaining, 0))
+    if remaining <= 0:
+        logger.info("study %s already has %d finished trials", study.study_name, total)
+    stop = optuna.study.MaxTrialsCallback(total, states=FINISHED)
+    status = "FINISHED"
+    try:
+        # Failed trials do not count toward the budget; the attempts are still bounded.
+        attempts = 0
+        while remaining > 0 and attempts < 2 * total:
+            study.optimize(
+                objective,
+                n_trials=remaining,
+                timeout=spec.study.timeout,
+                catch=(DivergenceError,),
+                callbacks=[stop, *callbacks],
+            )
+            attempts += remaining
+            remaining = total - count_finished(study)
+            if spec.study.timeout is not None:
+                break
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    except BaseException:
+        status = "FAILED"
+        raise
+    finally:
+        if tracker is not None:
+            tracker.reconcile(study)
+            done = count_finished(study) >= total
+            if status != "FINISHED" or done:
+                tracker.end_parent(parent_run_id, status)

@@ -1,0 +1,316 @@
+"""MLflow tracking: one experiment per study, a parent run per Optuna study, a child run per
+trial, batched metric writes, and reconciliation of runs whose process died.
+
+Everything goes through an ``MlflowClient`` with explicit run ids, never the fluent
+``mlflow.start_run`` stack, which is global to the process and breaks with concurrent
+trials. Per-epoch metrics are buffered and written in batches: one write to a local SQLite
+store costs a few milliseconds, more than a digits epoch takes to train.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import optuna
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
+
+from core.study.spec import Spec, to_toml
+
+if TYPE_CHECKING:
+    from core.study.objective import Outcome
+    from core.study.space import TrialParams
+
+logger = logging.getLogger(__name__)
+
+EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "penalty", "gap_loss")
+PARENT_ATTR = "mlflow_parent_run_id"
+RUN_ATTR = "mlflow_run_id"
+# Optuna state of a trial -> terminal MLflow status of its run.
+RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
+MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
+MAX_PARAMS_PER_BATCH = 100
+FLUSH_SECONDS = 30.0
+
+
+def mask_url(url: str) -> str:
+    """The URL with any password replaced by ``***`` (safe for logs, tags and reports)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def default_artifact_location(tracking_uri: str) -> str | None:
+    """For a local ``sqlite:///dir/mlflow.db`` store: ``dir/mlartifacts`` as a file URI.
+
+    Server URIs return None, letting the server choose (its ``--artifacts-destination``).
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return None
+    db_path = Path(tracking_uri.removeprefix("sqlite:///"))
+    return (db_path.parent / "mlartifacts").resolve().as_uri()
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"a": {"b": 1}}`` to ``{"a.b": "1"}``, for MLflow params."""
+    flat: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+class Tracker:
+    """MLflow access for one study; safe to create in every worker process.
+
+    Args:
+        tracking_uri: ``sqlite:///runs/mlflow.db`` or ``http://host:port``.
+        spec: The validated spec (its name names the experiment).
+    """
+
+    def __init__(self, tracking_uri: str, spec: Spec) -> None:
+        self.tracking_uri = tracking_uri
+        self.client = MlflowClient(tracking_uri)
+        self.spec = spec
+        self.spec_hash = spec.fingerprint()
+        self.experiment_id = self._experiment(spec.study.name)
+
+    def _experiment(self, name: str) -> str:
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            if experiment.lifecycle_stage == "deleted":
+                self.client.restore_experiment(experiment.experiment_id)
+            return experiment.experiment_id
+        try:
+            return self.client.create_experiment(
+                name, artifact_location=default_artifact_location(self.tracking_uri)
+            )
+        except MlflowException:
+            # Another worker created it between our lookup and our create.
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def parent_run(self, study: optuna.Study, *, arm: str | None = None) -> str:
+        """The study's parent run: reused from the study's attributes, else created once."""
+        run_id = study.user_attrs.get(PARENT_ATTR)
+        if run_id is not None:
+            try:
+                run = self.client.get_run(run_id)
+            except MlflowException:
+                run = None
+            if run is not None:
+                if run.info.status != "RUNNING":
+                    self.client.update_run(run_id, status="RUNNING")
+                return run_id
+        found = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.role = 'study' and tags.study = '{study.study_name}'",
+            max_results=1,
+        )
+        if found:
+            run_id = found[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            run_id = self._create_parent(study, arm)
+        study.set_user_attr(PARENT_ATTR, run_id)
+        return run_id
+
+    def _create_parent(self, study: optuna.Study, arm: str | None) -> str:
+        tags = {
+            "role": "study",
+            "study": study.study_name,
+            "spec_hash": self.spec_hash,
+            "mode": self.spec.study.mode,
+            "mlflow.runName": study.study_name,
+        }
+        if arm is not None:
+            tags["arm"] = arm
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        run_id = run.info.run_id
+        params = flatten(self.spec.resolved())
+        items = [Param(k, v) for k, v in sorted(params.items())]
+        for start in range(0, len(items), MAX_PARAMS_PER_BATCH):
+            self.client.log_batch(run_id, params=items[start : start + MAX_PARAMS_PER_BATCH])
+        self.client.log_text(run_id, to_toml(self.spec.resolved()), "spec.toml")
+        return run_id
+
+    def end_parent(self, run_id: str, status: str) -> None:
+        """Close the parent run: FINISHED when the budget is spent, KILLED or FAILED else."""
+        self.client.set_terminated(run_id, status=status)
+
+    def start_trial(
+        self, trial: optuna.Trial, params: TrialParams, seed: int, *, parent_run_id: str
+    ) -> TrialRun:
+        """Open the trial's child run and point trial and run at each other."""
+        study_name = trial.study.study_name
+        tags = {
+            "mlflow.parentRunId": parent_run_id,
+            "mlflow.runName": f"trial-{trial.number:03d}-{params.regularizer}",
+            "role": "trial",
+            "study": study_name,
+            "trial_number": str(trial.number),
+            "regularizer": params.regularizer,
+            "spec_hash": self.spec_hash,
+            "state": "RUNNING",
+        }
+        run = self.client.create_run(self.experiment_id, tags=tags)
+        run_id = run.info.run_id
+        trial.set_user_attr(RUN_ATTR, run_id)
+        values = {f"sampled.{k}": v for k, v in trial.params.items()}
+        values.update(params.as_dict())
+        values["seed"] = seed
+        values.update(_fixed_params(self.spec))
+        items = [Param(k, str(v)) for k, v in sorted(values.items())]
+        self.client.log_batch(run_id, params=items)
+        return TrialRun(self.client, run_id)
+
+    def reconcile(self, study: optuna.Study) -> int:
+        """Close RUNNING runs whose trial is no longer running (its process died).
+
+        Returns the number of runs closed. A trial that is still RUNNING keeps its run open:
+        its worker may be alive; once heartbeats fail it, the next reconcile closes the run.
+        """
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=(
+                f"tags.role = 'trial' and tags.study = '{study.study_name}' "
+                "and attributes.status = 'RUNNING'"
+            ),
+            max_results=10_000,
+        )
+        if not runs:
+            return 0
+        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
+        closed = 0
+        for run in runs:
+            trial = by_number.get(int(run.data.tags.get("trial_number", -1)))
+            state = trial.state.name if trial is not None else "FAIL"
+            if state in ("RUNNING", "WAITING"):
+                continue
+            status = RUN_STATUS.get(state, "FAILED")
+            if state == "FAIL" and trial is not None:
+                reason = trial.user_attrs.get("fail_reason", "the worker died mid-trial")
+            else:
+                reason = "closed by reconcile"
+            self.client.log_batch(
+                run.info.run_id,
+                tags=[RunTag("state", state), RunTag("fail_reason", str(reason)[:5000])],
+            )
+            self.client.set_terminated(run.info.run_id, status=status)
+            closed += 1
+        if closed:
+            logger.info("closed %d MLflow run(s) left open by dead workers", closed)
+        return closed
+
+
+def _fixed_params(spec: Spec) -> dict[str, Any]:
+    """The spec values that shape every run (not searched)."""
+    return {
+        "dataset": spec.data.dataset,
+        "split_seed": spec.data.split_seed,
+        "train_fraction": spec.data.train_fraction,
+        "label_noise": spec.data.label_noise,
+        "hidden": ",".join(str(h) for h in spec.model.hidden),
+        "activation": spec.model.activation,
+        "dtype": spec.model.dtype,
+        "max_epochs": spec.train.max_epochs,
+        "metric": spec.study.metric,
+    }
+
+
+class TrialRun:
+    """One trial's child run: buffers epoch metrics and closes with the trial's state."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client = client
+        self.run_id = run_id
+        self._pending: list[Metric] = []
+        self._history: list[dict[str, float]] = []
+        self._last_flush = time.monotonic()
+
+    def record(self, epoch: int, record: dict[str, float]) -> None:
+        """Buffer one epoch; write at most every ``FLUSH_SECONDS`` so the UI stays live."""
+        self._history.append(record)
+        timestamp = int(time.time() * 1000)
+        for key in EPOCH_METRICS:
+            value = record.get(key)
+            if value is not None and np.isfinite(value):
+                self._pending.append(Metric(key, float(value), timestamp, epoch))
+        if time.monotonic() - self._last_flush > FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
+            self.client.log_batch(
+                self.run_id, metrics=pending[start : start + MAX_METRICS_PER_BATCH]
+            )
+        self._last_flush = time.monotonic()
+
+    def end(
+        self,
+        state: str,
+        *,
+        outcome: Outcome | None = None,
+        reason: str | None = None,
+        interrupted: bool = False,
+    ) -> None:
+        """Write what is buffered, the final metrics and artifacts, and the terminal status.
+
+        Errors here are logged, not raised: a tracking failure must not hide the trial's
+        own outcome (or an interrupt) from Optuna.
+        """
+        try:
+            self._end(state, outcome, reason, interrupted)
+        except Exception:
+            logger.exception("could not close MLflow run %s", self.run_id)
+
+    def _end(self, state, outcome, reason, interrupted) -> None:
+        self.flush()
+        tags = [RunTag("state", state)]
+        if reason:
+            tags.append(RunTag("fail_reason", reason[:5000]))
+        metrics = []
+        if outcome is not None:
+            timestamp = int(time.time() * 1000)
+            metrics = [
+                Metric(key, float(value), timestamp, 0)
+                for key, value in outcome.metrics.items()
+                if np.isfinite(value)
+            ]
+        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
+        if self._history:
+            self.client.log_text(self.run_id, _history_csv(self._history), "history.csv")
+        if outcome is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "weights.npz"
+                np.savez(path, **outcome.model.state_dict())
+                self.client.log_artifact(self.run_id, str(path))
+        status = "KILLED" if interrupted else RUN_STATUS[state]
+        self.client.set_terminated(
+            self.run_id, status=RunStatus.to_string(RunStatus.from_string(status))
+        )
+
+
+def _history_csv(history: list[dict[str, float]]) -> str:
+    keys = list(history[0])
+    out = io.StringIO()
+    out.write("epoch," + ",".join(keys) + "\n")
+    for epoch, record in enumerate(history):
+        out.write(f"{epoch}," + ",".join(repr(float(record[k])) for k in keys) + "\n")
+    return out.getvalue()
