@@ -54,6 +54,10 @@ class Dense:
         Z += self.b
         return Z
 
+    def clear(self) -> None:
+        """Drop the cached input, so a fitted model holds no training data."""
+        self._X = None
+
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         # dW = X^T G, db = sum_rows G, dX = G W^T; the first layer skips dX (nobody reads it).
         np.matmul(self._X.T, grad_out, out=self.dW)
@@ -77,6 +81,9 @@ class ReLU:
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._positive
 
+    def clear(self) -> None:
+        self._positive = None
+
 
 class Tanh:
     """``tanh(z)``; derivative ``1 - tanh(z)^2``."""
@@ -90,6 +97,9 @@ class Tanh:
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * (1.0 - self._A * self._A)
+
+    def clear(self) -> None:
+        self._A = None
 
 
 ACTIVATIONS = {"relu": ReLU, "tanh": Tanh}
@@ -126,6 +136,9 @@ class Dropout:
         # One multiply by the pre-scaled mask: 0 for dropped units, 1 / (1 - rate) for kept ones.
         self._scaled_mask = keep * X.dtype.type(1.0 / (1.0 - self.rate))
         return X * self._scaled_mask
+
+    def clear(self) -> None:
+        self._scaled_mask = None
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         if self._scaled_mask is None:

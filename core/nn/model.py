@@ -105,15 +105,20 @@ class MLP:
             grad = layer.backward(activation.backward(dropout.backward(grad)))
 
     def predict_output(self, X: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
-        """Evaluation-mode output for any number of rows, in chunks to bound memory."""
+        """Evaluation-mode output for any number of rows, in chunks to bound memory; leaves
+        nothing of ``X`` cached in the layers."""
         X = np.asarray(X, dtype=self.dtype)
-        if len(X) <= batch_size:
-            return self.forward(X, training=False)
         chunks = [
             self.forward(X[i : i + batch_size], training=False)
-            for i in range(0, len(X), batch_size)
+            for i in range(0, max(len(X), 1), batch_size)
         ]
-        return np.concatenate(chunks)
+        self.clear_cache()
+        return chunks[0] if len(chunks) == 1 else np.concatenate(chunks)
+
+    def clear_cache(self) -> None:
+        """Forget what the last forward pass cached (inputs, masks), e.g. after training."""
+        for layer in (*self.dense, *self.activations, *self.dropouts):
+            layer.clear()
 
     def get_state(self) -> list[np.ndarray]:
         """Copies of every parameter, in ``parameters`` order."""

@@ -212,6 +212,7 @@ def train(
                 logger.debug("early stopping at epoch %d (best %d)", epoch, stopper.best_epoch)
                 break
 
+    model.clear_cache()
     if config.patience is not None and stopper.best_state is not None:
         model.set_state(stopper.best_state)
         best_epoch = stopper.best_epoch
