@@ -48,6 +48,12 @@ class Dense:
         self.needs_input_grad = True
         self._X: np.ndarray | None = None
 
+    def bind(self, W: np.ndarray, b: np.ndarray, dW: np.ndarray, db: np.ndarray) -> None:
+        """Move parameters and gradients into caller-owned buffers (views of one flat array,
+        so an optimizer can update every weight with a few whole-array operations)."""
+        W[...], b[...] = self.W, self.b
+        self.W, self.b, self.dW, self.db = W, b, dW, db
+
     def forward(self, X: np.ndarray) -> np.ndarray:
         self._X = X
         Z = X @ self.W  # (n, n_out)

@@ -14,6 +14,9 @@ PROBABILITY_EPS = 1e-12
 def as_labels(y: np.ndarray) -> np.ndarray:
     """Integer class labels from integer labels ``(n,)`` or one-hot rows ``(n, k)``."""
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        # A column of labels, not a one-hot matrix of one class.
+        return y[:, 0].astype(np.intp, copy=False)
     if y.ndim == 2:
         return np.argmax(y, axis=1)
     return y.astype(np.intp, copy=False)
@@ -63,6 +66,7 @@ def cross_entropy_from_probabilities(
     The trainer never uses this path: it works from logits. It exists for callers that
     only hold probabilities.
     """
+    probabilities = np.asarray(probabilities, dtype=np.float64)
     labels = as_labels(y)
     picked = probabilities[np.arange(len(labels)), labels]
     return float(-np.mean(np.log(np.clip(picked, eps, 1.0))))

@@ -70,10 +70,37 @@ class MLP:
                 self.activations.append(ACTIVATIONS[activation]())
                 self.dropouts.append(Dropout(dropout_rate))
         self.dense[0].needs_input_grad = False
+        self._bind_flat()
+
+    def _bind_flat(self) -> None:
+        """Lay every parameter out in one flat buffer, weights first, then biases.
+
+        ``parameters`` lists the per-layer views (for names, state and tests); ``groups``
+        holds two views, all weights and all biases, which the optimizer and the penalty
+        update with a handful of whole-array operations instead of a few per layer.
+        """
+        n_weights = sum(layer.W.size for layer in self.dense)
+        n_total = n_weights + sum(layer.b.size for layer in self.dense)
+        values = np.empty(n_total, dtype=self.dtype)
+        grads = np.zeros(n_total, dtype=self.dtype)
+        w_offset, b_offset = 0, n_weights
+        for layer in self.dense:
+            w_end, b_end = w_offset + layer.W.size, b_offset + layer.b.size
+            layer.bind(
+                values[w_offset:w_end].reshape(layer.W.shape),
+                values[b_offset:b_end],
+                grads[w_offset:w_end].reshape(layer.W.shape),
+                grads[b_offset:b_end],
+            )
+            w_offset, b_offset = w_end, b_end
         self.parameters: list[Parameter] = []
         for i, layer in enumerate(self.dense):
             self.parameters.append(Parameter(f"W{i}", layer.W, layer.dW, is_weight=True))
             self.parameters.append(Parameter(f"b{i}", layer.b, layer.db, is_weight=False))
+        self.groups = [
+            Parameter("weights", values[:n_weights], grads[:n_weights], is_weight=True),
+            Parameter("biases", values[n_weights:], grads[n_weights:], is_weight=False),
+        ]
 
     @property
     def weights(self) -> list[np.ndarray]:

@@ -176,6 +176,8 @@ def train(
         raise ValueError(f"loss must be one of {', '.join(LOSSES)}; got {loss!r}")
     X_train = np.asarray(X_train, dtype=model.dtype)
     X_val = np.asarray(X_val, dtype=model.dtype)
+    # Plain arrays: a pandas Series would be indexed by label, not by position, below.
+    y_train, y_val = np.asarray(y_train), np.asarray(y_val)
     if loss == "mse":
         y_train = np.asarray(y_train, dtype=model.dtype).reshape(len(X_train), -1)
         y_val = np.asarray(y_val, dtype=model.dtype).reshape(len(X_val), -1)
@@ -235,7 +237,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
     # One gather per epoch; every batch below is then a contiguous view, not a copy.
     X_shuffled, y_shuffled = X[order], y[order]
     penalty = config.penalty
-    params = model.parameters
+    params = model.groups  # all weights and all biases, as two flat views
     total = 0.0
     for start in range(0, n, config.batch_size):
         X_batch = X_shuffled[start : start + config.batch_size]
