@@ -88,19 +88,22 @@ class SoftmaxCrossEntropy:
 
     def forward(self, logits: np.ndarray, y: np.ndarray) -> float:
         labels = as_labels(y)
-        rows = np.arange(len(labels))
-        shifted = logits - logits.max(axis=1, keepdims=True)  # (n, k), max entry 0
-        exp = np.exp(shifted)
+        n = len(labels)
+        rows = np.arange(n)
+        shifted = logits - logits.max(axis=1, keepdims=True)  # (n, k), row max 0
+        picked = shifted[rows, labels]  # (n,) shifted logit of the true class
+        exp = np.exp(shifted, out=shifted)
         total = exp.sum(axis=1)  # (n,), in [1, k]
-        loss = np.mean(np.log(total) - shifted[rows, labels])
+        # Summed in the logits' dtype: a loss that overflows it counts as divergence.
+        loss = float((np.log(total) - picked).sum()) / n
         exp /= total[:, None]
-        self._probabilities, self._labels = exp, labels
-        return float(loss)
+        self._probabilities, self._labels, self._rows = exp, labels, rows
+        return loss
 
     def backward(self) -> np.ndarray:
         grad = self._probabilities.copy()
-        grad[np.arange(len(self._labels)), self._labels] -= 1.0
-        grad /= len(self._labels)
+        grad[self._rows, self._labels] -= 1.0
+        grad *= 1.0 / len(self._labels)
         return grad
 
     @staticmethod

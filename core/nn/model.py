@@ -75,9 +75,10 @@ class MLP:
     def _bind_flat(self) -> None:
         """Lay every parameter out in one flat buffer, weights first, then biases.
 
-        ``parameters`` lists the per-layer views (for names, state and tests); ``groups``
-        holds two views, all weights and all biases, which the optimizer and the penalty
-        update with a handful of whole-array operations instead of a few per layer.
+        ``parameters`` lists the per-layer views (for names, state and tests); ``flat`` is
+        the whole buffer, which the optimizer updates with a handful of whole-array
+        operations instead of a few per layer, and ``weight_group`` the weights part, which
+        the penalty reads.
         """
         n_weights = sum(layer.W.size for layer in self.dense)
         n_total = n_weights + sum(layer.b.size for layer in self.dense)
@@ -97,10 +98,11 @@ class MLP:
         for i, layer in enumerate(self.dense):
             self.parameters.append(Parameter(f"W{i}", layer.W, layer.dW, is_weight=True))
             self.parameters.append(Parameter(f"b{i}", layer.b, layer.db, is_weight=False))
-        self.groups = [
-            Parameter("weights", values[:n_weights], grads[:n_weights], is_weight=True),
-            Parameter("biases", values[n_weights:], grads[n_weights:], is_weight=False),
-        ]
+        self.weight_group = Parameter(
+            "weights", values[:n_weights], grads[:n_weights], is_weight=True
+        )
+        # Everything in one array for the optimizer; decay reaches the weights part only.
+        self.flat = Parameter("all", values, grads, is_weight=False, decayed=slice(0, n_weights))
 
     @property
     def weights(self) -> list[np.ndarray]:

@@ -19,12 +19,17 @@ OPTIMIZERS = ("sgd", "momentum", "adam")
 
 @dataclass
 class Parameter:
-    """One trainable array with its gradient buffer; ``is_weight`` is False for biases."""
+    """One trainable array with its gradient buffer; ``is_weight`` is False for biases.
+
+    ``decayed`` marks the part of a flat array that holds weights (decoupled decay applies
+    there only) when one buffer carries weights and biases together.
+    """
 
     name: str
     value: np.ndarray
     grad: np.ndarray
     is_weight: bool
+    decayed: slice | None = None
 
 
 class Optimizer:
@@ -48,7 +53,9 @@ class Optimizer:
         if self.weight_decay:
             shrink = 1.0 - self.learning_rate * self.weight_decay
             for p in params:
-                if p.is_weight:
+                if p.decayed is not None:
+                    p.value[p.decayed] *= shrink
+                elif p.is_weight:
                     p.value *= shrink
         self._update(params)
 

@@ -237,7 +237,8 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
     # One gather per epoch; every batch below is then a contiguous view, not a copy.
     X_shuffled, y_shuffled = X[order], y[order]
     penalty = config.penalty
-    params = model.groups  # all weights and all biases, as two flat views
+    weights = model.weight_group  # every weight matrix, as one flat view
+    params = [model.flat]  # weights and biases in one buffer
     total = 0.0
     for start in range(0, n, config.batch_size):
         X_batch = X_shuffled[start : start + config.batch_size]
@@ -254,9 +255,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
 
         model.backward(loss_fn.backward())
         if penalty.active:
-            for p in params:
-                if p.is_weight:
-                    penalty.add_gradient(p.value, p.grad)
+            penalty.add_gradient(weights.value, weights.grad)
 
         optimizer.step(params)
     return total / n
