@@ -99,7 +99,10 @@ class Tracker:
             return experiment.experiment_id
         try:
             return self.client.create_experiment(
-                name, artifact_location=default_artifact_location(self.tracking_uri)
+                name,
+                artifact_location=default_artifact_location(self.tracking_uri),
+                # Opens the UI on the runs table and charts, not on the GenAI trace views.
+                tags={"mlflow.experimentKind": "custom_model_development"},
             )
         except MlflowException:
             # Another worker created it between our lookup and our create.
