@@ -157,7 +157,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             n_trials=args.trials,
             callbacks=[progress],
             on_study=progress.on_study,
-            worker=getattr(args, "worker_index", 0),
         )
     finally:
         progress.close()

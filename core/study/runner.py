@@ -19,9 +19,8 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
-from optuna.trial import TrialState
 
-from core.nn import DivergenceError
+from core.study.loop import FINISHED, count, fail_stale, run_trials, sqlite_lock, study_lock
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
 from core.study.spec import ARMS, Spec, SpecError
@@ -32,8 +31,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
 DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 SPEC_ATTR = "spec"
+ATTACH_ATTR = "processes_attached"
 
 
 class StorageError(ValueError):
@@ -155,10 +154,15 @@ def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
     return optuna.pruners.NopPruner()
 
 
-def sampler_seed(study_seed: int, n_existing: int, worker: int) -> int:
-    """A sampler seed that differs after every resume and for every worker, so a restarted
-    or parallel sampler never replays the random start-up proposals of another."""
-    state = np.random.SeedSequence([study_seed, n_existing, worker]).generate_state(1)[0]
+def sampler_seed(study_seed: int, attach_index: int) -> int:
+    """The sampler seed of the ``attach_index``-th process to open a study.
+
+    Each process that opens a study (a resume, another worker) gets the next index, so no
+    two samplers of one study share a random stream: a restarted or parallel sampler never
+    replays the random start-up proposals of another, while a fresh single-process study
+    is reproducible from the spec's seed.
+    """
+    state = np.random.SeedSequence([study_seed, attach_index]).generate_state(1)[0]
     return int(state) & 0x7FFFFFFF
 
 
@@ -191,37 +195,33 @@ def open_study(
     ref: StudyRef,
     *,
     storage_url: str,
-    worker: int = 0,
 ) -> optuna.Study:
     """Load the study if it exists (after checking it came from the same spec), else create
-    it; the sampler's seed depends on how many trials exist and on the worker index."""
+    it, and give this process a sampler seeded by its attach index."""
     existing = None
     with contextlib.suppress(KeyError):
         existing = optuna.load_study(study_name=ref.name, storage=storage)
-    n_existing = 0
     if existing is not None:
         _check_compatible(spec, ref.name, existing.user_attrs.get(SPEC_ATTR), storage_url)
-        n_existing = len(existing.get_trials(deepcopy=False))
-    seed = sampler_seed(spec.study.seed, n_existing, worker)
-    study = optuna.create_study(
-        storage=storage,
-        sampler=make_sampler(spec, ref.arm, seed),
-        pruner=make_pruner(spec),
-        study_name=ref.name,
-        direction=spec.study.optuna_direction,
-        load_if_exists=True,
-    )
-    if SPEC_ATTR not in study.user_attrs:
-        study.set_user_attr(SPEC_ATTR, json.dumps(_spec_identity(spec), sort_keys=True))
-        study.set_user_attr("spec_hash", spec.fingerprint())
-        study.set_user_attr("study_seed", spec.study.seed)
-        if ref.arm is not None:
-            study.set_user_attr("arm", ref.arm)
+    with study_lock(storage_url, ref.name):
+        study = optuna.create_study(
+            storage=storage,
+            pruner=make_pruner(spec),
+            study_name=ref.name,
+            direction=spec.study.optuna_direction,
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        if SPEC_ATTR not in attrs:
+            study.set_user_attr(SPEC_ATTR, json.dumps(_spec_identity(spec), sort_keys=True))
+            study.set_user_attr("spec_hash", spec.fingerprint())
+            study.set_user_attr("study_seed", spec.study.seed)
+            if ref.arm is not None:
+                study.set_user_attr("arm", ref.arm)
+        attach_index = int(attrs.get(ATTACH_ATTR, 0))
+        study.set_user_attr(ATTACH_ATTR, attach_index + 1)
+    study.sampler = make_sampler(spec, ref.arm, sampler_seed(spec.study.seed, attach_index))
     return study
-
-
-def count_finished(study: optuna.Study) -> int:
-    return len(study.get_trials(deepcopy=False, states=FINISHED))
 
 
 TrialCallback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
@@ -234,7 +234,6 @@ def run_study(
     tracking_uri: str | None = DEFAULT_TRACKING_URI,
     n_trials: int | None = None,
     callbacks: Sequence[TrialCallback] = (),
-    worker: int = 0,
     on_study: Callable[[optuna.Study, int], None] | None = None,
 ) -> list[optuna.Study]:
     """Run (or resume) every Optuna study of ``spec`` until each has its total budget.
@@ -245,7 +244,6 @@ def run_study(
         tracking_uri: MLflow tracking URI, or None to track nothing.
         n_trials: Total finished trials per study; defaults to ``spec.study.n_trials``.
         callbacks: Optuna trial callbacks (the command line's progress bar).
-        worker: Index of this worker among parallel ones (varies the sampler seed).
         on_study: Called with each study and its remaining budget before it runs.
 
     Raises:
@@ -254,52 +252,52 @@ def run_study(
         KeyboardInterrupt: After marking the running trial and closing its run.
     """
     total = n_trials or spec.study.n_trials
-    storage = make_storage(storage_url, spec)
+    check_storage_url(storage_url)
     if tracking_uri is not None:
         check_tracking_uri(tracking_uri)
     refs = study_refs(spec)
     # Open (and check) every study before training anything or touching MLflow.
-    studies = [
-        open_study(spec, storage, ref, storage_url=storage_url, worker=worker) for ref in refs
-    ]
-    tracker = Tracker(tracking_uri, spec) if tracking_uri is not None else None
+    with sqlite_lock(storage_url):  # schema creation, once, whoever comes first
+        storage = make_storage(storage_url, spec)
+    studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in refs]
+    tracker = None
+    if tracking_uri is not None:
+        with sqlite_lock(tracking_uri):
+            tracker = Tracker(tracking_uri, spec)
     splits = load_splits(spec)
     for ref, study in zip(refs, studies, strict=True):
-        _run_one(spec, study, ref, splits, tracker, total, callbacks, on_study)
+        _run_one(
+            spec, study, ref, splits, tracker, total, callbacks, on_study, storage, storage_url
+        )
     return studies
 
 
-def _run_one(spec, study, ref, splits, tracker, total, callbacks, on_study) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+def _run_one(
+    spec, study, ref, splits, tracker, total, callbacks, on_study, storage, storage_url
+) -> None:
+    fail_stale(study)
     parent_run_id = None
     if tracker is not None:
         tracker.reconcile(study)
-        parent_run_id = tracker.parent_run(study, arm=ref.arm)
+        with study_lock(storage_url, study.study_name):  # one parent run, however many workers
+            parent_run_id = tracker.parent_run(study, arm=ref.arm)
     objective = Objective(spec, splits, tracker=tracker, parent_run_id=parent_run_id, arm=ref.arm)
-    remaining = total - count_finished(study)
+    remaining = total - count(study, FINISHED)
     if on_study is not None:
         on_study(study, max(remaining, 0))
     if remaining <= 0:
         logger.info("study %s already has %d finished trials", study.study_name, total)
-    stop = optuna.study.MaxTrialsCallback(total, states=FINISHED)
     status = "FINISHED"
     try:
-        # Failed trials do not count toward the budget; the attempts are still bounded.
-        attempts = 0
-        while remaining > 0 and attempts < 2 * total:
-            study.optimize(
-                objective,
-                n_trials=remaining,
-                timeout=spec.study.timeout,
-                catch=(DivergenceError,),
-                callbacks=[stop, *callbacks],
-            )
-            attempts += remaining
-            remaining = total - count_finished(study)
-            if spec.study.timeout is not None:
-                break
+        run_trials(
+            study,
+            objective,
+            total=total,
+            storage=storage,
+            storage_url=storage_url,
+            callbacks=callbacks,
+            timeout=spec.study.timeout,
+        )
     except KeyboardInterrupt:
         status = "KILLED"
         raise
@@ -309,6 +307,5 @@ def _run_one(spec, study, ref, splits, tracker, total, callbacks, on_study) -> N
     finally:
         if tracker is not None:
             tracker.reconcile(study)
-            done = count_finished(study) >= total
-            if status != "FINISHED" or done:
+            if status != "FINISHED" or count(study, FINISHED) >= total:
                 tracker.end_parent(parent_run_id, status)
