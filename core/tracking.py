@@ -31,7 +31,17 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-EPOCH_METRICS = ("train_loss", "val_loss", "train_accuracy", "val_accuracy", "penalty", "gap_loss")
+# train_objective is the regularized training loss: the epoch's mean training-mode data loss
+# plus the penalty of the end-of-epoch weights.
+EPOCH_METRICS = (
+    "train_loss",
+    "val_loss",
+    "train_accuracy",
+    "val_accuracy",
+    "penalty",
+    "gap_loss",
+    "train_objective",
+)
 PARENT_ATTR = "mlflow_parent_run_id"
 RUN_ATTR = "mlflow_run_id"
 # Optuna state of a trial -> terminal MLflow status of its run.

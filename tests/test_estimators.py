@@ -31,13 +31,18 @@ CHECKED_ESTIMATORS = [
 
 
 def expected_failed_checks(estimator) -> dict[str, str]:
-    """Checks expected to fail (marked xfail, not strict) for one estimator instance."""
-    if estimator.dtype == "float32":
+    """Checks expected to fail for one estimator instance.
+
+    Besides this list, scikit-learn itself skips check_array_api_input (4 cases) unless the
+    SCIPY_ARRAY_API environment variable is set; the estimators do not support array API
+    inputs.
+    """
+    if estimator.dtype == "float32" and isinstance(estimator, MLPRegressor):
         return {
             # Predicting one row at a time and all rows at once goes through different BLAS
             # kernels whose float32 sums differ in the last bit (~2e-7 relative), above the
-            # check's rtol=1e-7 and atol=1e-7. The float64 instances pass it. The classifier
-            # usually passes (XPASS): softmax shrinks its ~4e-7 logit differences to ~6e-8.
+            # check's rtol=1e-7 and atol=1e-7. The float64 instances pass it. The float32
+            # classifier passes: softmax shrinks its ~4e-7 logit differences to ~6e-8.
             "check_methods_subset_invariance": (
                 "float32 matrix products differ by ~1 ulp between a single row and a batch"
             ),

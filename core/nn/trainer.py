@@ -93,8 +93,8 @@ class TrainConfig:
             )
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience must be >= 1 or None; got {self.patience!r}")
-        if self.min_delta < 0:
-            raise ValueError(f"min_delta must be >= 0; got {self.min_delta!r}")
+        if not (np.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"min_delta must be a finite number >= 0; got {self.min_delta!r}")
 
 
 @dataclass
@@ -178,6 +178,8 @@ def train(
     X_val = np.asarray(X_val, dtype=model.dtype)
     # Plain arrays: a pandas Series would be indexed by label, not by position, below.
     y_train, y_val = np.asarray(y_train), np.asarray(y_val)
+    _check_data(model, loss, X_train, y_train, "train")
+    _check_data(model, loss, X_val, y_val, "validation")
     if loss == "mse":
         y_train = np.asarray(y_train, dtype=model.dtype).reshape(len(X_train), -1)
         y_val = np.asarray(y_val, dtype=model.dtype).reshape(len(X_val), -1)
@@ -228,6 +230,24 @@ def train(
         best_val_loss=history["val_loss"][best_epoch],
         best_val_accuracy=history["val_accuracy"][best_epoch],
     )
+
+
+def _check_data(model: MLP, loss: str, X: np.ndarray, y: np.ndarray, split: str) -> None:
+    """Shapes and labels that would otherwise fail deep inside the math, or silently."""
+    if X.ndim != 2 or X.shape[1] != model.widths[0]:
+        raise ValueError(f"{split} inputs must have shape (n, {model.widths[0]}); got {X.shape}")
+    if len(X) == 0:
+        raise ValueError(f"{split} inputs must have at least one row; got 0")
+    if len(y) != len(X):
+        raise ValueError(f"{split} targets must have {len(X)} rows, like the inputs; got {len(y)}")
+    if loss == "cross_entropy" and y.ndim == 1:
+        n_classes = model.widths[-1]
+        if not np.issubdtype(y.dtype, np.integer):
+            raise ValueError(f"{split} labels must be integers in [0, {n_classes}); got {y.dtype}")
+        if y.min() < 0 or y.max() >= n_classes:
+            raise ValueError(
+                f"{split} labels must lie in [0, {n_classes}); got [{y.min()}, {y.max()}]"
+            )
 
 
 def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> float:

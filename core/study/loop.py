@@ -16,6 +16,8 @@ import contextlib
 import fcntl
 import hashlib
 import logging
+import os
+import signal
 import threading
 import time
 import warnings
@@ -186,14 +188,57 @@ def run_trials(
 
 def _run_one(study, trial, objective, storage) -> optuna.trial.FrozenTrial:
     # Trial ids are what storages key heartbeats on; Optuna keeps them private on Trial.
+    finish = getattr(objective, "finish", None)
+    value, state = None, TrialState.COMPLETE
     with _Heartbeat(storage, trial._trial_id):
         try:
             value = objective(trial)
         except optuna.TrialPruned:
-            return study.tell(trial, state=TrialState.PRUNED)
+            state = TrialState.PRUNED
         except DivergenceError:
-            return study.tell(trial, state=TrialState.FAIL)
+            state = TrialState.FAIL
         except BaseException:
-            study.tell(trial, state=TrialState.FAIL)
+            with deferred_interrupts():
+                frozen = study.tell(trial, state=TrialState.FAIL)
+                if finish is not None:
+                    finish(study, frozen)
             raise
-    return study.tell(trial, value)
+    # Optuna's record and the run's closing happen together: a signal waits for both.
+    with deferred_interrupts():
+        if state == TrialState.COMPLETE:
+            frozen = study.tell(trial, value)
+        else:
+            frozen = study.tell(trial, state=state)
+        if finish is not None:
+            finish(study, frozen)
+    return frozen
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
+
+    Used around "tell Optuna, close the MLflow run", so an interrupt cannot land between
+    the two and leave the stores disagreeing. Only the main thread can install handlers;
+    elsewhere the block runs unprotected.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[tuple[int, object]] = []
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {
+        sig: signal.signal(sig, lambda signum, frame: held.append((signum, frame)))
+        for sig in signals
+    }
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum, frame in held:
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)

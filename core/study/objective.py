@@ -180,6 +180,9 @@ def objective_value(spec: Spec, outcome: Outcome) -> float:
 class Objective:
     """The Optuna objective of one study (or one arm of a ``per_kind`` study).
 
+    Pass ``finish`` as an Optuna callback (``core.study.loop`` does): it closes each
+    trial's MLflow run after Optuna has recorded the trial's state.
+
     Args:
         spec: The validated spec.
         splits: Data shared by every trial of this process.
@@ -202,6 +205,7 @@ class Objective:
         self.tracker = tracker
         self.parent_run_id = parent_run_id
         self.arm = arm
+        self._pending: dict[int, _PendingRun] = {}
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.spec, self.arm)
@@ -211,10 +215,13 @@ class Objective:
         run = None
         if self.tracker is not None:
             run = self.tracker.start_trial(trial, params, seed, parent_run_id=self.parent_run_id)
-        history: list[dict[str, float]] = []
+        pending = _PendingRun(run)
+        self._pending[trial.number] = pending
+        epochs_seen = 0
 
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
-            history.append(record)
+            nonlocal epochs_seen
+            epochs_seen = epoch + 1
             if run is not None:
                 run.record(epoch, record)
             value = record[self.spec.study.metric]
@@ -232,31 +239,54 @@ class Objective:
                     learning_rate=params.learning_rate,
                     what=self.spec.study.metric,
                 )
-        except optuna.TrialPruned as pruned:
-            trial.set_user_attr("pruned_epoch", len(history) - 1)
-            if run is not None:
-                run.end("PRUNED")
-            raise pruned from None
+        except optuna.TrialPruned:
+            trial.set_user_attr("pruned_epoch", epochs_seen - 1)
+            raise
         except DivergenceError as error:
             trial.set_user_attr("fail_reason", str(error))
             trial.set_user_attr("fail_epoch", error.epoch)
             logger.warning("trial %d failed: %s", trial.number, error)
-            if run is not None:
-                run.end("FAIL", reason=str(error))
+            pending.reason = str(error)
+            raise
+        except Exception as error:
+            pending.reason = f"{type(error).__name__}: {error}"
+            trial.set_user_attr("fail_reason", pending.reason)
             raise
         except BaseException as error:
-            # Interrupts (Ctrl-C, SIGTERM) and bugs: close the run before Optuna fails the trial.
-            reason = f"{type(error).__name__}: {error}"
+            # Ctrl-C or SIGTERM: no callback follows, so close the run here, as KILLED.
+            reason = f"interrupted ({type(error).__name__})"
             trial.set_user_attr("fail_reason", reason)
+            self._pending.pop(trial.number, None)
             if run is not None:
-                run.end("FAIL", reason=reason, interrupted=not isinstance(error, Exception))
+                run.end("FAIL", reason=reason, interrupted=True)
             raise
 
         for key in ("best_epoch", "test_accuracy", "test_loss"):
             trial.set_user_attr(key, outcome.metrics[key])
-        if run is not None:
-            run.end("COMPLETE", outcome=outcome)
+        pending.outcome = outcome
         return value
+
+    def finish(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Close the trial's run with the state Optuna recorded (an Optuna callback).
+
+        Runs are closed after Optuna's ``tell``, never before, so the two stores cannot
+        disagree about how a trial ended.
+        """
+        pending = self._pending.pop(trial.number, None)
+        if pending is None or pending.run is None:
+            return
+        state = trial.state.name
+        outcome = pending.outcome if state == "COMPLETE" else None
+        pending.run.end(state, outcome=outcome, reason=pending.reason)
+
+
+@dataclass
+class _PendingRun:
+    """What a trial's run is closed with once Optuna has recorded the trial."""
+
+    run: Any
+    outcome: Outcome | None = None
+    reason: str | None = None
 
 
 def params_from_trial(spec: Spec, trial: optuna.trial.FrozenTrial, arm: str | None = None) -> Any:

@@ -492,7 +492,8 @@ def test_on_epoch_exception_propagates_and_stops_training(digits_small):
         ({"batch_size": 0}, r"batch_size must be >= 1; got 0"),
         ({"optimizer": "rmsprop"}, r"optimizer must be one of sgd, momentum, adam"),
         ({"patience": 0}, r"patience must be >= 1 or None; got 0"),
-        ({"min_delta": -0.1}, r"min_delta must be >= 0; got -0.1"),
+        ({"min_delta": -0.1}, r"min_delta must be a finite number >= 0; got -0.1"),
+        ({"min_delta": float("nan")}, r"min_delta must be a finite number >= 0; got nan"),
     ],
 )
 def test_train_config_rejects_invalid_values(kwargs, message):
@@ -506,3 +507,30 @@ def test_train_rejects_unknown_loss_and_invalid_learning_rate(digits_small):
         train(MLP(64, (8,), 10), X_tr, y_tr, X_va, y_va, TrainConfig(), loss="hinge")
     with pytest.raises(ValueError, match=r"learning_rate must be a finite number > 0; got 0"):
         train(MLP(64, (8,), 10), X_tr, y_tr, X_va, y_va, TrainConfig(learning_rate=0.0))
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        (lambda y: y - 1, r"train labels must lie in \[0, 3\); got \[-1, 1\]"),
+        (lambda y: y + 1, r"train labels must lie in \[0, 3\); got \[1, 3\]"),
+        (lambda y: y + 0.5, r"train labels must be integers in \[0, 3\); got float64"),
+        (lambda y: y[:-1], r"train targets must have 30 rows, like the inputs; got 29"),
+    ],
+)
+def test_train_rejects_labels_that_would_index_wrongly(labels, message):
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((30, 4))
+    y = np.arange(30) % 3
+    with pytest.raises(ValueError, match=message):
+        train(MLP(4, (5,), 3, seed=0), X, labels(y), X, y, TrainConfig(max_epochs=1))
+
+
+def test_train_rejects_inputs_of_the_wrong_width_or_no_rows():
+    X = np.zeros((10, 4))
+    y = np.zeros(10, dtype=int)
+    model = MLP(4, (5,), 3, seed=0)
+    with pytest.raises(ValueError, match=r"validation inputs must have shape \(n, 4\); got"):
+        train(model, X, y, np.zeros((10, 3)), y, TrainConfig(max_epochs=1))
+    with pytest.raises(ValueError, match=r"train inputs must have at least one row; got 0"):
+        train(model, X[:0], y[:0], X, y, TrainConfig(max_epochs=1))
