@@ -1,7 +1,7 @@
 """The ``regstudy`` command. The only module that prints or draws progress bars.
 
 Exit codes: 0 success, 1 a failed check or run, 2 bad input (spec, flag, dataset, storage
-URL), 130 interrupted.
+URL), 130 interrupted by Ctrl-C, 143 stopped by SIGTERM.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 logger = logging.getLogger("regstudy")
@@ -329,7 +330,7 @@ def main(argv: list[str] | None = None) -> int:
             "Run the same command again to resume.",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)
 
