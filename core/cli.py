@@ -16,20 +16,14 @@ import sys
 import time
 from pathlib import Path
 
+from core.study.loop import Terminated, raise_terminated
+
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
 EXIT_TERMINATED = 143  # 128 + SIGTERM
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 logger = logging.getLogger("regstudy")
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the running trial is marked and its run closed."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise Terminated(f"received signal {signum}")
 
 
 class _TqdmHandler(logging.Handler):
@@ -144,31 +138,97 @@ def _summary(studies, spec) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.study.parallel import limit_blas_threads
     from core.study.runner import run_study
     from core.study.spec import load_spec
 
     spec = load_spec(args.spec)
-    progress = _Progress(args.quiet)
+    tracking_uri = None if args.no_tracking else args.tracking_uri
     started = time.monotonic()
+    if args.workers > 1:
+        return _run_workers(args, spec, tracking_uri, started)
+    progress = _Progress(args.quiet)
     try:
-        studies = run_study(
-            spec,
-            storage_url=args.storage,
-            tracking_uri=None if args.no_tracking else args.tracking_uri,
-            n_trials=args.trials,
-            callbacks=[progress],
-            on_study=progress.on_study,
-        )
+        with limit_blas_threads(args.blas_threads):
+            studies = run_study(
+                spec,
+                storage_url=args.storage,
+                tracking_uri=tracking_uri,
+                n_trials=args.trials,
+                callbacks=[progress],
+                on_study=progress.on_study,
+            )
     finally:
         progress.close()
     if not args.quiet:
-        print(_summary(studies, spec))
-        print(f"\nfinished in {time.monotonic() - started:.0f} s")
-        print(f"Optuna storage: {_masked(args.storage)}")
-        if not args.no_tracking:
-            print(f"MLflow runs:    {_masked(args.tracking_uri)} (experiment {spec.study.name!r})")
-            print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+        _print_results(studies, spec, args, started)
     return 0
+
+
+def _run_workers(args, spec, tracking_uri, started) -> int:
+    from tqdm import tqdm
+
+    from core.study.parallel import run_parallel
+    from core.study.runner import make_storage, study_refs
+
+    bar = None
+    if not args.quiet:
+        bar = tqdm(
+            desc=f"{spec.study.name} x{args.workers} workers", unit="trial", file=sys.stderr
+        )
+
+    def on_progress(done: int, total: int) -> None:
+        if bar is not None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+    try:
+        codes = run_parallel(
+            spec,
+            workers=args.workers,
+            storage_url=args.storage,
+            tracking_uri=tracking_uri,
+            n_trials=args.trials,
+            blas_threads=args.blas_threads or 1,
+            on_progress=on_progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    failed = [code for code in codes if code != 0]
+    if failed:
+        print(
+            f"regstudy: {len(failed)} of {len(codes)} workers failed (exit codes {failed}); "
+            "run the same command again to resume",
+            file=sys.stderr,
+        )
+        return 1
+    if not args.quiet:
+        import optuna
+
+        storage = make_storage(args.storage, spec)
+        studies = [
+            optuna.load_study(study_name=ref.name, storage=storage) for ref in study_refs(spec)
+        ]
+        _print_results(studies, spec, args, started)
+    return 0
+
+
+def _print_results(studies, spec, args, started) -> None:
+    print(_summary(studies, spec))
+    print(f"\nfinished in {time.monotonic() - started:.0f} s")
+    print(f"Optuna storage: {_masked(args.storage)}")
+    if not args.no_tracking:
+        print(f"MLflow runs:    {_masked(args.tracking_uri)} (experiment {spec.study.name!r})")
+        print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """One process of a distributed study: explicit stores, one BLAS thread by default."""
+    args.workers = 1
+    args.no_tracking = False
+    return cmd_run(args)
 
 
 def _masked(url: str) -> str:
@@ -280,9 +340,52 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--storage", default=DEFAULT_STORAGE, help="Optuna storage URL")
     run.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI, help="MLflow tracking URI")
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
+    run.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="worker processes on this machine, sharing the storage (default 1)",
+    )
+    run.add_argument(
+        "--blas-threads",
+        type=_positive_int,
+        default=None,
+        help="BLAS threads per process (default: the library's own; 1 per worker "
+        "when --workers > 1)",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=cmd_run)
+
+    worker = sub.add_parser(
+        "worker", help="join a distributed study: one process, shared storage and MLflow server"
+    )
+    worker.add_argument("spec", help="path to studies/NAME.toml (the same file on every worker)")
+    worker.add_argument(
+        "--storage",
+        required=True,
+        help="shared Optuna storage, e.g. postgresql+psycopg2://USER@HOST/DB",
+    )
+    worker.add_argument(
+        "--tracking-uri",
+        required=True,
+        help="shared MLflow tracking server, e.g. http://HOST:5000",
+    )
+    worker.add_argument(
+        "--trials",
+        type=_positive_int,
+        default=None,
+        help="total finished trials per study (default: the spec's n_trials)",
+    )
+    worker.add_argument(
+        "--blas-threads",
+        type=_positive_int,
+        default=1,
+        help="BLAS threads of this worker (default 1)",
+    )
+    worker.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
+    worker.add_argument("--verbose", action="store_true", help="debug logging")
+    worker.set_defaults(func=cmd_worker)
 
     ui = sub.add_parser("ui", help="the MLflow UI over the local tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -318,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return args.func(args)
     except _bad_input_errors() as error:

@@ -36,6 +36,15 @@ HOLDS_A_SLOT = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, Tria
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled like Ctrl-C: the running trial is marked and its run closed."""
+
+
+def raise_terminated(signum, frame) -> None:
+    """A SIGTERM handler: turn the signal into ``Terminated`` in the main thread."""
+    raise Terminated(f"received signal {signum}")
+
+
 class TooManyFailures(RuntimeError):
     """More trials failed in this process than the budget allows; the study is unhealthy."""
 

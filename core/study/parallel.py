@@ -1,0 +1,137 @@
+"""Several worker processes on one storage: ``regstudy run SPEC --workers N``.
+
+Workers are processes, not threads (the trainer holds the GIL between BLAS calls), and
+each one limits its BLAS pool to ``blas_threads`` so N workers on N cores do not
+oversubscribe them. The parent creates the stores and the studies first, so workers only
+ever attach, then it watches the storage to report progress.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import time
+from collections.abc import Callable
+
+import optuna
+
+from core.study.loop import FINISHED, Terminated, count, raise_terminated, sqlite_lock
+from core.study.runner import (
+    check_storage_url,
+    check_tracking_uri,
+    make_storage,
+    open_study,
+    run_study,
+    study_refs,
+)
+from core.study.spec import Spec
+from core.tracking import Tracker
+
+logger = logging.getLogger(__name__)
+
+
+def worker_main(
+    spec: Spec,
+    storage_url: str,
+    tracking_uri: str | None,
+    n_trials: int | None,
+    blas_threads: int | None,
+    log_level: int,
+) -> None:
+    """Entry point of one worker process: run the study with a bounded BLAS pool."""
+    signal.signal(signal.SIGTERM, raise_terminated)
+    logging.basicConfig(level=log_level, format="%(levelname)s worker %(process)d: %(message)s")
+    for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    with limit_blas_threads(blas_threads):
+        run_study(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials)
+
+
+class limit_blas_threads:  # noqa: N801 - used like a function, as threadpoolctl's is
+    """``threadpool_limits`` when a limit is given; nothing otherwise."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._context = None
+
+    def __enter__(self) -> None:
+        if self.limit is not None:
+            from threadpoolctl import threadpool_limits
+
+            self._context = threadpool_limits(limits=self.limit)
+            self._context.__enter__()
+
+    def __exit__(self, *exc_info) -> None:
+        if self._context is not None:
+            self._context.__exit__(*exc_info)
+
+
+def prepare(spec: Spec, storage_url: str, tracking_uri: str | None) -> list[optuna.Study]:
+    """Create both stores and every study once, before any worker starts."""
+    check_storage_url(storage_url)
+    if tracking_uri is not None:
+        check_tracking_uri(tracking_uri)
+    with sqlite_lock(storage_url):
+        storage = make_storage(storage_url, spec)
+    studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)]
+    if tracking_uri is not None:
+        with sqlite_lock(tracking_uri):
+            Tracker(tracking_uri, spec)
+    return studies
+
+
+def run_parallel(
+    spec: Spec,
+    *,
+    workers: int,
+    storage_url: str,
+    tracking_uri: str | None,
+    n_trials: int | None = None,
+    blas_threads: int | None = 1,
+    on_progress: Callable[[int, int], None] | None = None,
+    poll_seconds: float = 1.0,
+) -> list[int]:
+    """Run ``workers`` processes on the spec's studies until every budget is spent.
+
+    Args:
+        on_progress: Called with (finished trials, total) across all studies while waiting.
+
+    Returns:
+        The exit codes of the workers (0 for each that finished normally).
+    """
+    studies = prepare(spec, storage_url, tracking_uri)
+    total = (n_trials or spec.study.n_trials) * len(studies)
+    context = multiprocessing.get_context("spawn")
+    level = logging.getLogger().getEffectiveLevel()
+    processes = [
+        context.Process(
+            target=worker_main,
+            args=(spec, storage_url, tracking_uri, n_trials, blas_threads, level),
+            name=f"regstudy-worker-{index}",
+        )
+        for index in range(workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        while any(process.is_alive() for process in processes):
+            if on_progress is not None:
+                on_progress(sum(count(study, FINISHED) for study in studies), total)
+            time.sleep(poll_seconds)
+    except KeyboardInterrupt as interrupt:
+        # A Ctrl-C from the terminal reached the workers too (one process group); a SIGTERM
+        # sent to this process alone is passed on. Then wait while they mark their trials.
+        if isinstance(interrupt, Terminated):
+            for process in processes:
+                if process.is_alive():
+                    process.terminate()
+        for process in processes:
+            process.join(timeout=60)
+        raise
+    for process in processes:
+        process.join()
+    if on_progress is not None:
+        on_progress(sum(count(study, FINISHED) for study in studies), total)
+    return [process.exitcode for process in processes]
