@@ -321,6 +321,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from core.report.cli_hook import add_report_command
     from core.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
     parser = argparse.ArgumentParser(
@@ -403,6 +404,8 @@ def build_parser() -> argparse.ArgumentParser:
     grad.add_argument("--seed", type=int, default=0)
     grad.add_argument("--verbose", action="store_true", help="one line per check")
     grad.set_defaults(func=cmd_gradcheck, quiet=False)
+
+    add_report_command(sub)
     return parser
 
 
