@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from core.study.loop import Terminated, raise_terminated
+from core.study.interrupts import Terminated, raise_terminated
+from core.study.loop import TooManyFailures
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -429,13 +430,17 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except _bad_input_errors() as error:
         return _fail(str(error))
+    except TooManyFailures as error:
+        print(f"regstudy: error: {error}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt as interrupt:
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
-        print(
-            f"\nregstudy: {what}; the running trial was marked failed and its run closed. "
-            "Run the same command again to resume.",
-            file=sys.stderr,
-        )
+        if args.func in (cmd_run, cmd_worker):
+            what += (
+                "; the running trial was marked failed and its run closed. "
+                "Run the same command again to resume."
+            )
+        print(f"\nregstudy: {what}", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -16,8 +16,6 @@ import contextlib
 import fcntl
 import hashlib
 import logging
-import os
-import signal
 import threading
 import time
 import warnings
@@ -28,21 +26,13 @@ import optuna
 from optuna.trial import TrialState
 
 from core.nn import DivergenceError
+from core.study import interrupts
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HOLDS_A_SLOT = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled like Ctrl-C: the running trial is marked and its run closed."""
-
-
-def raise_terminated(signum, frame) -> None:
-    """A SIGTERM handler: turn the signal into ``Terminated`` in the main thread."""
-    raise Terminated(f"received signal {signum}")
 
 
 class TooManyFailures(RuntimeError):
@@ -163,12 +153,30 @@ def run_trials(
 
     Raises:
         TooManyFailures: More than ``max_failures`` trials failed here.
-        KeyboardInterrupt: After telling Optuna that the running trial failed.
+        KeyboardInterrupt: After telling Optuna that the running trial failed; Ctrl-C
+            and SIGTERM are acted on between storage writes (``interrupts.graceful``).
     """
+    with interrupts.graceful():
+        _loop(
+            study,
+            objective,
+            total,
+            storage,
+            storage_url,
+            callbacks,
+            timeout,
+            total if max_failures is None else max_failures,
+            poll_seconds,
+        )
+
+
+def _loop(
+    study, objective, total, storage, storage_url, callbacks, timeout, max_failures, poll_seconds
+) -> None:
     started = time.monotonic()
-    max_failures = total if max_failures is None else max_failures
     failures = 0
     while True:
+        interrupts.check()
         if timeout is not None and time.monotonic() - started > timeout:
             logger.info("timeout reached after %.0f s", time.monotonic() - started)
             return
@@ -207,47 +215,15 @@ def _run_one(study, trial, objective, storage) -> optuna.trial.FrozenTrial:
         except DivergenceError:
             state = TrialState.FAIL
         except BaseException:
-            with deferred_interrupts():
-                frozen = study.tell(trial, state=TrialState.FAIL)
-                if finish is not None:
-                    finish(study, frozen)
+            frozen = study.tell(trial, state=TrialState.FAIL)
+            if finish is not None:
+                finish(study, frozen)
             raise
-    # Optuna's record and the run's closing happen together: a signal waits for both.
-    with deferred_interrupts():
-        if state == TrialState.COMPLETE:
-            frozen = study.tell(trial, value)
-        else:
-            frozen = study.tell(trial, state=state)
-        if finish is not None:
-            finish(study, frozen)
+    # Optuna's record, then the run's closing: signals wait (see interrupts.graceful).
+    if state == TrialState.COMPLETE:
+        frozen = study.tell(trial, value)
+    else:
+        frozen = study.tell(trial, state=state)
+    if finish is not None:
+        finish(study, frozen)
     return frozen
-
-
-@contextlib.contextmanager
-def deferred_interrupts() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM until the block ends, then deliver them.
-
-    Used around "tell Optuna, close the MLflow run", so an interrupt cannot land between
-    the two and leave the stores disagreeing. Only the main thread can install handlers;
-    elsewhere the block runs unprotected.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    held: list[tuple[int, object]] = []
-    signals = (signal.SIGINT, signal.SIGTERM)
-    previous = {
-        sig: signal.signal(sig, lambda signum, frame: held.append((signum, frame)))
-        for sig in signals
-    }
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        for signum, frame in held:
-            handler = previous[signum]
-            if callable(handler):
-                handler(signum, frame)
-            elif handler == signal.SIG_DFL:
-                os.kill(os.getpid(), signum)

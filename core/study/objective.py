@@ -18,6 +18,7 @@ from sklearn.metrics import balanced_accuracy_score, f1_score
 
 from core.data import Splits, load_dataset, make_augmenter
 from core.nn import MLP, DivergenceError, Penalty, TrainConfig, TrainResult, evaluate, train
+from core.study import interrupts
 from core.study.space import TrialParams, suggest
 from core.study.spec import Spec
 
@@ -222,6 +223,7 @@ class Objective:
         def on_epoch(epoch: int, record: dict[str, float]) -> None:
             nonlocal epochs_seen
             epochs_seen = epoch + 1
+            interrupts.check()  # a Ctrl-C or SIGTERM asked to stop: do it between writes
             if run is not None:
                 run.record(epoch, record)
             value = record[self.spec.study.metric]

@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import optuna
 
-from core.study.loop import FINISHED, Terminated, count, raise_terminated, sqlite_lock
+from core.study.interrupts import Terminated, raise_terminated
+from core.study.loop import FINISHED, count, sqlite_lock
 from core.study.runner import (
     check_storage_url,
     check_tracking_uri,

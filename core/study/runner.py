@@ -19,11 +19,12 @@ from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
+from optuna.trial import TrialState
 
 from core.study.loop import FINISHED, count, fail_stale, run_trials, sqlite_lock, study_lock
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
-from core.study.spec import ARMS, Spec, SpecError
+from core.study.spec import ARMS, NOT_IDENTITY, Spec, SpecError
 from core.tracking import Tracker, flatten, mask_url
 
 logger = logging.getLogger(__name__)
@@ -183,8 +184,8 @@ def _check_compatible(spec: Spec, study_name: str, stored: str | None, storage_u
 
 def _spec_identity(spec: Spec) -> dict:
     data = spec.resolved()
-    data["study"].pop("n_trials", None)
-    data["study"].pop("timeout", None)
+    for key in NOT_IDENTITY:
+        data["study"].pop(key, None)
     data.pop("report", None)
     return data
 
@@ -307,5 +308,8 @@ def _run_one(
     finally:
         if tracker is not None:
             tracker.reconcile(study)
-            if status != "FINISHED" or count(study, FINISHED) >= total:
+            # Close the parent unless another worker is still adding trials under it; a
+            # resume reopens it.
+            others_running = count(study, (TrialState.RUNNING,)) > 0
+            if status != "FINISHED" or count(study, FINISHED) >= total or not others_running:
                 tracker.end_parent(parent_run_id, status)

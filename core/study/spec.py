@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -22,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from core.data import AUGMENTATIONS, DATASETS, task_of
+from core.data import AUGMENTATIONS, DATASETS, GENERATED, task_of
 
 # "dropout" may be listed as a kind of its own; otherwise dropout is searched alongside.
 REGULARIZERS = ("none", "l1", "l2", "elastic_net", "weight_decay", "dropout")
@@ -41,6 +42,10 @@ PRUNERS = ("none", "median", "hyperband")
 METRICS = ("val_loss", "val_accuracy")
 
 
+# [study] keys that may change between runs of one study: budget and liveness settings.
+NOT_IDENTITY = ("n_trials", "timeout", "heartbeat_interval", "grace_period")
+
+
 class SpecError(ValueError):
     """A spec that cannot be used; the message is one line naming field, value and rule."""
 
@@ -53,6 +58,8 @@ def _as_tuple(value: Any) -> Any:
 def _range(positive: bool) -> AfterValidator:
     def check(value: tuple[float, float]) -> tuple[float, float]:
         low, high = value
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError("must be [low, high] with finite bounds")
         # A linear range with low == high pins the value: it is used, not searched.
         if not (low < high or (low == high and not positive)):
             raise ValueError("must be [low, high] with low < high")
@@ -80,6 +87,12 @@ def _unique(value: list[str]) -> tuple[str, ...]:
 def _name(value: str) -> str:
     if not value or not all(c.isalnum() or c in "-_." for c in value):
         raise ValueError("must be non-empty and use only letters, digits, '-', '_' and '.'")
+    return value
+
+
+def _non_negative(value: int) -> int:
+    if value < 0:
+        raise ValueError("must be >= 0")
     return value
 
 
@@ -113,7 +126,7 @@ class StudySection(_Section):
     n_trials: Annotated[int, AfterValidator(lambda n: _positive(n))] = 20
     timeout: float | None = None
     sampler: Literal["tpe", "random", "grid"] = "tpe"
-    seed: int = 0
+    seed: Annotated[int, AfterValidator(lambda n: _non_negative(n))] = 0
     pruner: Literal["none", "median", "hyperband"] = "median"
     mode: Literal["joint", "per_kind"] = "joint"
     grid_points: Annotated[int, AfterValidator(lambda n: _positive(n))] = 3
@@ -128,8 +141,10 @@ class StudySection(_Section):
                 f"direction {self.direction!r} contradicts metric {self.metric!r}, "
                 f"which must be {expected}d"
             )
-        if self.timeout is not None and self.timeout <= 0:
-            raise ValueError(f"timeout must be > 0 seconds, but got {self.timeout!r}")
+        if self.timeout is not None and not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(
+                f"timeout must be a finite number of seconds > 0, but got {self.timeout!r}"
+            )
         if self.grace_period <= self.heartbeat_interval:
             raise ValueError("grace_period must exceed heartbeat_interval")
         return self
@@ -143,7 +158,7 @@ class DataSection(_Section):
     dataset: str
     val_fraction: Fraction = 0.2
     test_fraction: Fraction = 0.2
-    split_seed: int = 0
+    split_seed: Annotated[int, AfterValidator(lambda n: _non_negative(n))] = 0
     train_fraction: float = 1.0
     label_noise: float = 0.0
     standardize: bool = True
@@ -166,6 +181,11 @@ class DataSection(_Section):
             raise ValueError(f"label_noise must be in [0, 1), but got {self.label_noise}")
         if self.label_noise and task_of(self.dataset) == "regression":
             raise ValueError(f"label_noise needs a classification dataset, not {self.dataset!r}")
+        if self.n_samples is not None and self.dataset not in GENERATED:
+            raise ValueError(
+                f"n_samples = {self.n_samples} applies only to the generated datasets "
+                f"({', '.join(sorted(GENERATED))}), not to {self.dataset!r}"
+            )
         if self.n_samples is not None and self.n_samples < 20:
             raise ValueError(f"n_samples must be >= 20, but got {self.n_samples}")
         return self
@@ -271,8 +291,8 @@ class Spec(_Section):
         """Hash of the values that shape trials (not the trial budget nor the report)."""
         data = self.resolved()
         if exclude_budget:
-            data["study"].pop("n_trials", None)
-            data["study"].pop("timeout", None)
+            for key in NOT_IDENTITY:
+                data["study"].pop(key, None)
             data.pop("report", None)
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]

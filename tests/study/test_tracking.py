@@ -1,0 +1,322 @@
+"""MLflow tracking of studies: one child run per trial under one parent, the trial's
+parameters and per-epoch history, terminal statuses for every way a trial ends, threads,
+and a bounded number of writes."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.trial import TrialState
+
+import core.study.objective as objective_module
+import core.study.runner as runner_module
+from core.study.objective import Objective, load_splits
+from core.study.runner import make_storage, open_study, run_study, study_refs
+from core.tracking import EPOCH_METRICS, RUN_ATTR, Tracker
+
+from .helpers import child_runs, load, parent_runs, run_cli, write_spec
+
+
+def runs_by_number(tracking_uri: str, study_name: str) -> dict[int, list]:
+    by_number: dict[int, list] = {}
+    for run in child_runs(tracking_uri, study_name):
+        by_number.setdefault(int(run.data.tags["trial_number"]), []).append(run)
+    return by_number
+
+
+def history(client: MlflowClient, run_id: str, key: str) -> list[tuple[int, float]]:
+    return sorted((m.step, m.value) for m in client.get_metric_history(run_id, key))
+
+
+def build_like_run_one(spec, storage_url: str, tracking_uri: str):
+    """Study, tracker, parent run and objective, built the way ``runner._run_one`` does."""
+    storage = make_storage(storage_url, spec)
+    (ref,) = study_refs(spec)
+    study = open_study(spec, storage, ref, storage_url=storage_url)
+    tracker = Tracker(tracking_uri, spec)
+    tracker.reconcile(study)
+    parent = tracker.parent_run(study, arm=ref.arm)
+    objective = Objective(
+        spec, load_splits(spec), tracker=tracker, parent_run_id=parent, arm=ref.arm
+    )
+    return study, tracker, parent, objective
+
+
+class AlwaysPrune(optuna.pruners.BasePruner):
+    def prune(self, study, trial) -> bool:
+        return True
+
+
+def test_iris_study_maps_trials_and_child_runs_one_to_one(tmp_path, optuna_url, mlflow_uri):
+    spec = load(tmp_path, "iris-e2e", study={"n_trials": 3}, train={"max_epochs": 3})
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    client = MlflowClient(mlflow_uri)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+
+    (parent,) = parent_runs(mlflow_uri, "iris-e2e")
+    assert parent.info.status == "FINISHED"
+    assert study.user_attrs["mlflow_parent_run_id"] == parent.info.run_id
+    by_number = runs_by_number(mlflow_uri, "iris-e2e")
+    assert sorted(by_number) == [0, 1, 2]
+    for trial in trials:
+        (run,) = by_number[trial.number]
+        assert trial.user_attrs[RUN_ATTR] == run.info.run_id
+        assert run.data.tags["trial_number"] == str(trial.number)
+        assert run.data.tags["mlflow.parentRunId"] == parent.info.run_id
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["state"] == "COMPLETE"
+        assert run.data.tags["regularizer"] == trial.user_attrs["regularizer"]
+        sampled = {
+            k[len("sampled.") :]: v for k, v in run.data.params.items() if k.startswith("sampled.")
+        }
+        assert sampled == {k: str(v) for k, v in trial.params.items()}
+        assert run.data.params["seed"] == str(trial.user_attrs["seed"])
+        assert run.data.metrics["best_val_loss"] == trial.value
+        steps = history(client, run.info.run_id, "val_loss")
+        assert steps == sorted(trial.intermediate_values.items())
+    assert mlflow.active_run() is None
+
+
+def test_two_threads_track_six_trials_without_mixing_runs(tmp_path, optuna_url, mlflow_uri):
+    spec = load(
+        tmp_path,
+        "threads",
+        study={"n_trials": 6},
+        train={"max_epochs": 5},
+        search={"regularizers": ["none", "l1", "l2", "dropout"]},
+    )
+    study, _, parent, objective = build_like_run_one(spec, optuna_url, mlflow_uri)
+    # objective.finish closes each trial's run once Optuna has recorded the trial.
+    study.optimize(objective, n_trials=6, n_jobs=2, callbacks=[objective.finish])
+
+    client = MlflowClient(mlflow_uri)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) == 6
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    by_number = runs_by_number(mlflow_uri, "threads")
+    assert sorted(by_number) == list(range(6))
+    for trial in trials:
+        (run,) = by_number[trial.number]
+        assert run.data.tags["mlflow.parentRunId"] == parent
+        assert trial.user_attrs[RUN_ATTR] == run.info.run_id
+        sampled = {
+            k[len("sampled.") :]: v for k, v in run.data.params.items() if k.startswith("sampled.")
+        }
+        assert sampled == {k: str(v) for k, v in trial.params.items()}
+        epochs_run = int(run.data.metrics["epochs_run"])
+        steps = history(client, run.info.run_id, "val_loss")
+        assert [s for s, _ in steps] == list(range(epochs_run))
+        assert dict(steps) == trial.intermediate_values
+    assert mlflow.active_run() is None
+
+
+def test_an_objective_error_after_a_real_epoch_fails_the_run_and_the_next_trial_works(
+    tmp_path, optuna_url, mlflow_uri, monkeypatch
+):
+    spec = load(tmp_path, "error", study={"n_trials": 1}, train={"max_epochs": 3})
+    real = objective_module.run_configuration
+    calls: list[int] = []
+
+    def fail_first(spec_, splits, params, seed, *, on_epoch=None, score_test=True):
+        calls.append(seed)
+        if len(calls) > 1:
+            return real(spec_, splits, params, seed, on_epoch=on_epoch, score_test=score_test)
+
+        def epoch_then_fail(epoch, record):
+            on_epoch(epoch, record)
+            raise ValueError("injected failure after a real epoch")
+
+        return real(spec_, splits, params, seed, on_epoch=epoch_then_fail, score_test=score_test)
+
+    monkeypatch.setattr(objective_module, "run_configuration", fail_first)
+    with pytest.raises(ValueError, match="injected failure after a real epoch"):
+        run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    assert mlflow.active_run() is None
+
+    client = MlflowClient(mlflow_uri)
+    (run,) = runs_by_number(mlflow_uri, "error")[0]
+    assert run.info.status == "FAILED"
+    assert run.data.tags["state"] == "FAIL"
+    assert "injected failure" in run.data.tags["fail_reason"]
+    assert len(history(client, run.info.run_id, "val_loss")) == 1
+    (parent,) = parent_runs(mlflow_uri, "error")
+    assert parent.info.status == "FAILED"
+
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL, TrialState.COMPLETE]
+    by_number = runs_by_number(mlflow_uri, "error")
+    assert by_number[0][0].info.status == "FAILED"
+    (second,) = by_number[1]
+    assert second.info.status == "FINISHED"
+    assert second.data.tags["state"] == "COMPLETE"
+    assert parent_runs(mlflow_uri, "error")[0].info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_a_pruned_trial_closes_its_run_killed_with_state_pruned(
+    tmp_path, optuna_url, mlflow_uri, monkeypatch
+):
+    spec = load(tmp_path, "pruned", study={"n_trials": 2}, train={"max_epochs": 4})
+    monkeypatch.setattr(runner_module, "make_pruner", lambda spec_: AlwaysPrune())
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+
+    client = MlflowClient(mlflow_uri)
+    trials = study.get_trials(deepcopy=False)
+    assert [t.state for t in trials] == [TrialState.PRUNED] * 2
+    by_number = runs_by_number(mlflow_uri, "pruned")
+    for trial in trials:
+        assert trial.user_attrs["pruned_epoch"] == 0
+        (run,) = by_number[trial.number]
+        assert run.info.status == "KILLED"
+        assert run.data.tags["state"] == "PRUNED"
+        assert history(client, run.info.run_id, "val_loss") == [(0, trial.intermediate_values[0])]
+    assert mlflow.active_run() is None
+
+
+def test_diverging_trials_fail_with_reason_and_epoch_and_the_study_goes_on(
+    tmp_path, optuna_url, mlflow_uri
+):
+    # Random learning rates over seven decades under plain SGD: with this seed the first
+    # two trials diverge (lr > 100) and the study goes on to its three finished trials.
+    spec = load(
+        tmp_path,
+        "diverge",
+        study={"n_trials": 3, "sampler": "random", "seed": 3},
+        train={"max_epochs": 5, "optimizer": "sgd"},
+        search={"learning_rate": [1e-3, 1e4], "regularizers": ["none"]},
+    )
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    trials = study.get_trials(deepcopy=False)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed, "no trial diverged: the scenario needs another seed"
+    assert sum(t.state == TrialState.COMPLETE for t in trials) == 3
+    by_number = runs_by_number(mlflow_uri, "diverge")
+    for trial in trials:
+        assert trial.value is None or math.isfinite(trial.value)
+        assert all(math.isfinite(v) for v in trial.intermediate_values.values())
+        (run,) = by_number[trial.number]
+        if trial.state == TrialState.COMPLETE:
+            assert run.info.status == "FINISHED"
+            continue
+        assert trial.value is None
+        assert "learning_rate=" in trial.user_attrs["fail_reason"]
+        assert 0 <= trial.user_attrs["fail_epoch"] < 5
+        assert run.info.status == "FAILED"
+        assert run.data.tags["state"] == "FAIL"
+        assert "non-finite" in run.data.tags["fail_reason"]
+    assert parent_runs(mlflow_uri, "diverge")[0].info.status == "FINISHED"
+    assert mlflow.active_run() is None
+
+
+def test_a_study_whose_every_trial_diverges_stops_with_one_error_line_after_trying(
+    tmp_path, mlflow_uri
+):
+    path = write_spec(
+        tmp_path,
+        "all-diverge",
+        study={"n_trials": 2},
+        train={"max_epochs": 5, "optimizer": "sgd"},
+        search={"learning_rate": [1e3, 1e4]},
+    )
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    result = run_cli(
+        "run", str(path), "--quiet", "--storage", storage, "--tracking-uri", mlflow_uri
+    )
+    study = optuna.load_study(study_name="all-diverge", storage=storage)
+    trials = study.get_trials(deepcopy=False)
+    assert len(trials) >= 2  # every budgeted trial was attempted
+    assert all(t.state == TrialState.FAIL for t in trials)
+    assert all("learning_rate=" in t.user_attrs["fail_reason"] for t in trials)
+    runs = child_runs(mlflow_uri, "all-diverge")
+    assert len(runs) == len(trials)
+    assert {r.info.status for r in runs} == {"FAILED"}
+    (parent,) = parent_runs(mlflow_uri, "all-diverge")
+    assert parent.info.status in ("FAILED", "FINISHED")
+
+    # The command says so in one line (exit code 1: a failed run), not with a traceback.
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("regstudy: ")]
+    assert len(errors) == 1, result.stderr[-2000:]
+    assert "fail_reason" in errors[0]
+
+
+def test_parent_run_is_not_left_running_when_run_study_returns_at_its_timeout(
+    tmp_path, optuna_url, mlflow_uri
+):
+    spec = load(tmp_path, "timeout", study={"n_trials": 1000, "timeout": 0.3})
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    assert 1 <= len(study.get_trials()) < 1000
+    # run_study returned normally; no process works on this study any more.
+    (parent,) = parent_runs(mlflow_uri, "timeout")
+    assert parent.info.status != "RUNNING"
+
+
+WRITE_METHODS = (
+    "create_experiment",
+    "restore_experiment",
+    "set_experiment_tag",
+    "create_run",
+    "update_run",
+    "set_terminated",
+    "delete_run",
+    "log_batch",
+    "log_metric",
+    "log_param",
+    "set_tag",
+    "log_text",
+    "log_dict",
+    "log_artifact",
+    "log_artifacts",
+    "log_inputs",
+    "log_outputs",
+)
+
+
+def test_a_300_epoch_trial_makes_few_writes_and_logs_complete_histories(
+    tmp_path, optuna_url, mlflow_uri, monkeypatch
+):
+    spec = load(
+        tmp_path,
+        "writes",
+        study={"n_trials": 1},
+        train={"max_epochs": 300},
+        search={"regularizers": ["none"], "patience": [1000, 1000], "learning_rate": [1e-3, 1e-2]},
+    )
+    calls: list[tuple[str, object]] = []
+
+    def counting(name, method):
+        def wrapper(self, *args, **kwargs):
+            calls.append((name, args[0] if args else kwargs.get("run_id")))
+            return method(self, *args, **kwargs)
+
+        return wrapper
+
+    for name in WRITE_METHODS:
+        monkeypatch.setattr(MlflowClient, name, counting(name, getattr(MlflowClient, name)))
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    monkeypatch.undo()
+
+    (trial,) = study.get_trials(deepcopy=False)
+    assert trial.state == TrialState.COMPLETE
+    run_id = trial.user_attrs[RUN_ATTR]
+    for_trial = [name for name, target in calls if target == run_id]
+    assert len(calls) <= 320, calls
+    # Per-epoch metrics go in full batches: params, ceil(epochs * metrics / 1000) metric
+    # batches and the final metrics and tags; a few artifact and status writes besides.
+    metric_batches = math.ceil(300 * len(EPOCH_METRICS) / 1000)
+    assert for_trial.count("log_batch") <= metric_batches + 2, for_trial
+    assert len(for_trial) <= metric_batches + 10, for_trial
+
+    client = MlflowClient(mlflow_uri)
+    run = client.get_run(run_id)
+    assert run.data.metrics["epochs_run"] == 300
+    for key in EPOCH_METRICS:
+        points = client.get_metric_history(run_id, key)
+        steps = sorted(m.step for m in points)
+        assert steps == list(range(300)), key

@@ -1,0 +1,103 @@
+"""``regstudy ui`` binds to loopback unless told otherwise, and then warns (B22)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.cli import build_parser, cmd_ui, is_loopback
+
+from .helpers import run_cli
+
+
+def command_host(line: str) -> str:
+    words = line.split()
+    return words[words.index("--host") + 1]
+
+
+def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path):
+    result = run_cli(
+        "ui",
+        "--dry-run",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path / 'm.db'}",
+        MLFLOW_HOST="0.0.0.0",
+        HOST="0.0.0.0",
+        MLFLOW_UI_HOST="0.0.0.0",
+    )
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert " -m mlflow ui " in line
+    assert command_host(line) == "127.0.0.1"
+    assert "--host 127.0.0.1" in line
+    assert result.stderr == ""
+    assert not (tmp_path / "m.db").exists()
+
+
+def ui(capsys, *argv: str) -> tuple[int, str, str]:
+    """``regstudy ui ARGV`` in-process: exit code, stdout, stderr."""
+    capsys.readouterr()
+    code = cmd_ui(build_parser().parse_args(["ui", *argv]))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_a_non_loopback_host_without_allow_remote_exits_2_naming_allow_remote(capsys, tmp_path):
+    code, out, err = ui(
+        capsys, "--dry-run", "--host", "0.0.0.0", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"
+    )
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("regstudy: error:")
+    assert "--allow-remote" in line
+    assert "'0.0.0.0'" in line
+    assert out == ""
+
+
+def test_allow_remote_dry_run_prints_the_command_and_warns_there_is_no_authentication(
+    capsys, tmp_path
+):
+    code, out, err = ui(
+        capsys,
+        "--dry-run",
+        "--host",
+        "0.0.0.0",
+        "--allow-remote",
+        "--tracking-uri",
+        f"sqlite:///{tmp_path}/m.db",
+    )
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert command_host(line) == "0.0.0.0"
+    assert "regstudy: warning:" in err
+    assert "no authentication" in err
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "localhost.example.com"])
+def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, tmp_path):
+    args = build_parser().parse_args(
+        ["ui", "--dry-run", "--host", host, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    )
+    assert cmd_ui(args) == 2
+    captured = capsys.readouterr()
+    assert "--allow-remote" in captured.err
+    assert captured.out == ""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
+def test_loopback_hosts_are_served_without_a_warning(host, capsys, tmp_path):
+    assert is_loopback(host)
+    args = build_parser().parse_args(
+        ["ui", "--dry-run", "--host", host, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+    )
+    assert cmd_ui(args) == 0
+    captured = capsys.readouterr()
+    assert command_host(captured.out.strip()) == host
+    assert captured.err == ""
+
+
+def test_the_parser_default_host_is_loopback_even_with_host_variables_set(monkeypatch):
+    for name in ("MLFLOW_HOST", "HOST", "MLFLOW_UI_HOST", "REGSTUDY_HOST"):
+        monkeypatch.setenv(name, "0.0.0.0")
+    args = build_parser().parse_args(["ui"])
+    assert args.host == "127.0.0.1"
+    assert args.allow_remote is False
