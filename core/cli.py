@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.study.errors import TooManyFailures
 from core.study.interrupts import Terminated, raise_terminated
-from core.study.loop import TooManyFailures
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
@@ -50,6 +50,10 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
     # MLflow and its migrations are chatty at INFO; keep what a user should act on.
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3", "matplotlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _quiet_optuna() -> None:
+    """Optuna's records through our handler, warnings and up (imported only when needed)."""
     import optuna
 
     optuna.logging.disable_default_handler()
@@ -64,7 +68,7 @@ def _fail(message: str) -> int:
 
 def _bad_input_errors() -> tuple[type[BaseException], ...]:
     from core.data import UnknownDatasetError
-    from core.study.runner import StorageError
+    from core.study.errors import StorageError
     from core.study.spec import SpecError
 
     return (SpecError, StorageError, UnknownDatasetError)
@@ -139,11 +143,18 @@ def _summary(studies, spec) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from core.study.spec import load_spec
+    from core.study.urls import check_storage_url, check_tracking_uri
+
+    # Spec and URLs first: bad input is rejected before Optuna and MLflow are imported.
+    spec = load_spec(args.spec)
+    check_storage_url(args.storage)
+    if not args.no_tracking:
+        check_tracking_uri(args.tracking_uri)
     from core.study.parallel import limit_blas_threads
     from core.study.runner import run_study
-    from core.study.spec import load_spec
 
-    spec = load_spec(args.spec)
+    _quiet_optuna()
     tracking_uri = None if args.no_tracking else args.tracking_uri
     started = time.monotonic()
     if args.workers > 1:
@@ -233,7 +244,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def _masked(url: str) -> str:
-    from core.tracking import mask_url
+    from core.study.urls import mask_url
 
     return mask_url(url)
 
@@ -269,7 +280,7 @@ def is_loopback(host: str) -> bool:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from core.study.runner import DEFAULT_TRACKING_URI
+    from core.study.errors import DEFAULT_TRACKING_URI
     from core.tracking import default_artifact_location
 
     if not is_loopback(args.host) and not args.allow_remote:
@@ -323,7 +334,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from core.report.cli_hook import add_report_command
-    from core.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+    from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
     parser = argparse.ArgumentParser(
         prog="regstudy",

@@ -31,8 +31,6 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import DTypeLike
-from sklearn import datasets as skdatasets
-from sklearn.model_selection import train_test_split
 
 logger = logging.getLogger(__name__)
 
@@ -85,12 +83,14 @@ Augmenter = Callable[[np.ndarray, np.random.Generator], np.ndarray]
 _DEFAULT_N_SAMPLES = {"moons": 1000, "circles": 1000, "classification": 2000, "regression": 1000}
 _DEFAULT_NOISE = {"moons": 0.2, "circles": 0.1, "regression": 0.0}
 _IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
+# Loader names in sklearn.datasets; scikit-learn is imported on first load, so that
+# reading the dataset names (spec validation, the command line) stays fast.
 _BUNDLED_LOADERS = {
-    "iris": skdatasets.load_iris,
-    "wine": skdatasets.load_wine,
-    "breast_cancer": skdatasets.load_breast_cancer,
-    "digits": skdatasets.load_digits,
-    "diabetes": skdatasets.load_diabetes,
+    "iris": "load_iris",
+    "wine": "load_wine",
+    "breast_cancer": "load_breast_cancer",
+    "digits": "load_digits",
+    "diabetes": "load_diabetes",
 }
 _ALLOWED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 # Independent random streams derived from split_seed, so that changing one step (for example
@@ -313,6 +313,8 @@ def split_arrays(
                 f"{n_classes} (one per class); change val_fraction/test_fraction"
             )
 
+    from sklearn.model_selection import train_test_split
+
     rows = np.arange(n)
     rest, test = train_test_split(
         rows,
@@ -527,7 +529,9 @@ def _check_seed(split_seed: int) -> None:
 
 @functools.cache
 def _bundled(name: str) -> tuple[np.ndarray, np.ndarray]:
-    X, y = _BUNDLED_LOADERS[name](return_X_y=True)
+    from sklearn import datasets as skdatasets
+
+    X, y = getattr(skdatasets, _BUNDLED_LOADERS[name])(return_X_y=True)
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     X.setflags(write=False)
@@ -563,6 +567,8 @@ def _raw_data(
         noise = _DEFAULT_NOISE.get(name, 0.0)
     if not (math.isfinite(noise) and noise >= 0):
         raise ValueError(f"noise must be a finite number >= 0; got {noise}")
+
+    from sklearn import datasets as skdatasets
 
     n = int(n_samples)
     if name == "moons":

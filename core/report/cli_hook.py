@@ -24,7 +24,7 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     Returns:
         The new sub-parser.
     """
-    from core.study.runner import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+    from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
     report = subparsers.add_parser(
         "report",

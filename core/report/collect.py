@@ -26,7 +26,8 @@ from mlflow.exceptions import MlflowException
 
 from core.study.runner import StudyRef, study_refs
 from core.study.spec import Spec
-from core.tracking import RUN_ATTR, mask_url
+from core.study.urls import mask_url
+from core.tracking import RUN_ATTR
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import pandas as pd
 from core.data import Splits, class_balance
 from core.study.space import TrialParams
 from core.study.spec import Spec
-from core.tracking import mask_url
+from core.study.urls import mask_url
 
 from .collect import LoadedStudy
 from .reevaluate import Configuration, Reevaluation, kind_order

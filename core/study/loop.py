@@ -27,16 +27,13 @@ from optuna.trial import TrialState
 
 from core.nn import DivergenceError
 from core.study import interrupts
+from core.study.errors import TooManyFailures
 
 logger = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 HOLDS_A_SLOT = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 Callback = Callable[[optuna.Study, optuna.trial.FrozenTrial], None]
-
-
-class TooManyFailures(RuntimeError):
-    """More trials failed in this process than the budget allows; the study is unhealthy."""
 
 
 @contextlib.contextmanager

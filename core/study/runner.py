@@ -14,30 +14,23 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, StorageError
 from core.study.loop import FINISHED, count, fail_stale, run_trials, sqlite_lock, study_lock
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
 from core.study.spec import ARMS, NOT_IDENTITY, Spec, SpecError
-from core.tracking import Tracker, flatten, mask_url
+from core.study.urls import check_storage_url, check_tracking_uri, mask_url
+from core.tracking import Tracker, flatten
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_STORAGE = "sqlite:///runs/optuna.db"
-DEFAULT_TRACKING_URI = "sqlite:///runs/mlflow.db"
-STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
 SPEC_ATTR = "spec"
 ATTACH_ATTR = "processes_attached"
-
-
-class StorageError(ValueError):
-    """A storage URL that cannot be used; one line naming the value and what is allowed."""
 
 
 @dataclass(frozen=True)
@@ -54,55 +47,6 @@ def study_refs(spec: Spec) -> list[StudyRef]:
         return [StudyRef(spec.study.name, None)]
     arms = spec.search.arms or ARMS
     return [StudyRef(f"{spec.study.name}/{arm}", arm) for arm in arms]
-
-
-def check_storage_url(url: str) -> str:
-    """Validate a storage URL without connecting; create ``runs/`` for the default."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
-    base = scheme.split("+", 1)[0]
-    if base not in STORAGE_SCHEMES:
-        raise StorageError(
-            f"--storage must be a sqlite:///PATH, postgresql+psycopg2://USER@HOST/DB or "
-            f"mysql+pymysql://... URL; got {mask_url(url)!r}"
-        )
-    if base == "sqlite":
-        path = url.split(":///", 1)[1] if ":///" in url else ""
-        if not path or path == ":memory:":
-            raise StorageError(
-                f"--storage sqlite URL must name a file, as sqlite:///runs/optuna.db; got {url!r}"
-            )
-        parent = Path(path).parent
-        if url == DEFAULT_STORAGE:
-            parent.mkdir(parents=True, exist_ok=True)
-        elif not parent.is_dir():
-            raise StorageError(
-                f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
-            )
-    return url
-
-
-def check_tracking_uri(uri: str) -> str:
-    """Validate an MLflow tracking URI: a local SQLite file or an http(s) server."""
-    scheme = urlsplit(uri).scheme
-    if scheme in ("http", "https"):
-        if not urlsplit(uri).hostname:
-            raise StorageError(
-                f"--tracking-uri must name a host, as http://HOST:PORT; got {uri!r}"
-            )
-        return uri
-    if scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
-        parent = Path(uri.removeprefix("sqlite:///")).parent
-        if uri == DEFAULT_TRACKING_URI:
-            parent.mkdir(parents=True, exist_ok=True)
-        elif not parent.is_dir():
-            raise StorageError(
-                f"--tracking-uri {uri!r}: directory {str(parent)!r} does not exist; "
-                "create it first"
-            )
-        return uri
-    raise StorageError(
-        f"--tracking-uri must be sqlite:///PATH.db or http(s)://HOST:PORT; got {mask_url(uri)!r}"
-    )
 
 
 def make_storage(url: str, spec: Spec) -> optuna.storages.RDBStorage:
