@@ -54,8 +54,12 @@ def sqlite_lock(url: str) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def study_lock(storage_url: str, study_name: str) -> Iterator[None]:
-    """An exclusive lock shared by every worker of one study on one storage."""
+def storage_lock(storage_url: str, name: str) -> Iterator[None]:
+    """An exclusive lock called ``name``, shared by every process using one storage.
+
+    SQLite: a ``flock`` beside the database file (one per file, whatever the name).
+    PostgreSQL: a session-level advisory lock keyed by the name.
+    """
     if storage_url.startswith("sqlite"):
         with sqlite_lock(storage_url):
             yield
@@ -63,7 +67,7 @@ def study_lock(storage_url: str, study_name: str) -> Iterator[None]:
     if storage_url.startswith("postgresql"):
         import sqlalchemy
 
-        key = int.from_bytes(hashlib.sha256(study_name.encode()).digest()[:8], "big", signed=True)
+        key = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
         engine = sqlalchemy.create_engine(storage_url, poolclass=sqlalchemy.pool.NullPool)
         try:
             with engine.connect() as connection:
@@ -77,9 +81,19 @@ def study_lock(storage_url: str, study_name: str) -> Iterator[None]:
         finally:
             engine.dispose()
         return
-    # Known limitation: other storages get no cross-process lock, so concurrent workers
-    # there may overshoot the budget by up to one trial each.
+    # Known limitation: other storages (MySQL) get no cross-process lock, so concurrent
+    # workers there may race on schema creation and overshoot a budget by a trial each.
     yield
+
+
+def study_lock(storage_url: str, study_name: str):
+    """The lock every worker of one study takes to count trials and ask for one."""
+    return storage_lock(storage_url, f"regstudy study {study_name}")
+
+
+def schema_lock(storage_url: str):
+    """The lock around creating a storage's tables, which races between processes."""
+    return storage_lock(storage_url, "regstudy schema")
 
 
 class _Heartbeat:

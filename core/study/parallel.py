@@ -17,7 +17,7 @@ from collections.abc import Callable
 import optuna
 
 from core.study.interrupts import Terminated, raise_terminated
-from core.study.loop import FINISHED, count, sqlite_lock
+from core.study.loop import FINISHED, count, schema_lock, sqlite_lock
 from core.study.runner import (
     check_storage_url,
     check_tracking_uri,
@@ -74,7 +74,7 @@ def prepare(spec: Spec, storage_url: str, tracking_uri: str | None) -> list[optu
     check_storage_url(storage_url)
     if tracking_uri is not None:
         check_tracking_uri(tracking_uri)
-    with sqlite_lock(storage_url):
+    with schema_lock(storage_url):
         storage = make_storage(storage_url, spec)
     studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)]
     if tracking_uri is not None:

@@ -20,7 +20,15 @@ import optuna
 from optuna.trial import TrialState
 
 from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, StorageError
-from core.study.loop import FINISHED, count, fail_stale, run_trials, sqlite_lock, study_lock
+from core.study.loop import (
+    FINISHED,
+    count,
+    fail_stale,
+    run_trials,
+    schema_lock,
+    sqlite_lock,
+    study_lock,
+)
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
 from core.study.spec import ARMS, NOT_IDENTITY, Spec, SpecError
@@ -202,7 +210,7 @@ def run_study(
         check_tracking_uri(tracking_uri)
     refs = study_refs(spec)
     # Open (and check) every study before training anything or touching MLflow.
-    with sqlite_lock(storage_url):  # schema creation, once, whoever comes first
+    with schema_lock(storage_url):  # schema creation, once, whoever comes first
         storage = make_storage(storage_url, spec)
     studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in refs]
     tracker = None
