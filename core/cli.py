@@ -53,9 +53,12 @@ def _setup_logging(quiet: bool, verbose: bool) -> None:
 
 
 def _quiet_optuna() -> None:
-    """Optuna's records through our handler, warnings and up (imported only when needed)."""
+    """Optuna's and MLflow's records through our handler, warnings and up (called after
+    they are imported: MLflow sets its own level on import)."""
+    import mlflow  # noqa: F401 - imported for its logger configuration
     import optuna
 
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
     optuna.logging.disable_default_handler()
     optuna.logging.enable_propagation()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -232,8 +235,17 @@ def _print_results(studies, spec, args, started) -> None:
     print(f"\nfinished in {time.monotonic() - started:.0f} s")
     print(f"Optuna storage: {_masked(args.storage)}")
     if not args.no_tracking:
+        from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
+
         print(f"MLflow runs:    {_masked(args.tracking_uri)} (experiment {spec.study.name!r})")
-        print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+        if args.tracking_uri == DEFAULT_TRACKING_URI:
+            print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+        elif args.tracking_uri.startswith("sqlite:"):
+            print(f"Browse them:    regstudy ui --tracking-uri {args.tracking_uri}")
+        same_stores = (
+            " --storage ... --tracking-uri ..." if args.storage != DEFAULT_STORAGE else ""
+        )
+        print(f"Report:         regstudy report {args.spec}{same_stores}")
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -271,7 +283,7 @@ def ui_command(
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    if host.lower() == "localhost":
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -402,7 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="the MLflow UI over the local tracking store")
     ui.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    ui.add_argument("--port", type=_positive_int, default=5000)
+    ui.add_argument("--port", type=_port, default=5000)
     ui.add_argument("--tracking-uri", default=None, help="backend store (default runs/mlflow.db)")
     ui.add_argument(
         "--allow-remote",
@@ -419,6 +431,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_command(sub)
     return parser
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number in 1..65535; got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -448,7 +467,7 @@ def main(argv: list[str] | None = None) -> int:
         what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
         if args.func in (cmd_run, cmd_worker):
             what += (
-                "; the running trial was marked failed and its run closed. "
+                "; a running trial is marked failed and its run closed. "
                 "Run the same command again to resume."
             )
         print(f"\nregstudy: {what}", file=sys.stderr)

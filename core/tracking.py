@@ -9,6 +9,7 @@ store costs a few milliseconds, more than a digits epoch takes to train.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import tempfile
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import optuna
 from mlflow import MlflowClient
-from mlflow.entities import Metric, Param, RunStatus, RunTag
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 
 from core.study.spec import Spec, to_toml
@@ -47,7 +48,7 @@ RUN_ATTR = "mlflow_run_id"
 RUN_STATUS = {"COMPLETE": "FINISHED", "PRUNED": "KILLED", "FAIL": "FAILED"}
 MAX_METRICS_PER_BATCH = 1000  # MLflow's limit for one log_batch call
 MAX_PARAMS_PER_BATCH = 100
-FLUSH_SECONDS = 30.0
+FLUSH_SECONDS = 5.0
 
 
 def default_artifact_location(tracking_uri: str) -> str | None:
@@ -149,6 +150,20 @@ class Tracker:
         self.client.log_text(run_id, to_toml(self.spec.resolved()), "spec.toml")
         return run_id
 
+    def log_trial_summary(self, parent_run_id: str, study: optuna.Study, trial) -> None:
+        """On the parent run, the objective of each finished trial and the best so far,
+        with step = trial number: the study's optimization history as an MLflow chart."""
+        if trial.state.name != "COMPLETE" or trial.value is None:
+            return
+        timestamp = int(time.time() * 1000)
+        metrics = [Metric("trial_value", float(trial.value), timestamp, trial.number)]
+        with contextlib.suppress(ValueError):  # no best value yet
+            metrics.append(Metric("best_value", float(study.best_value), timestamp, trial.number))
+        try:
+            self.client.log_batch(parent_run_id, metrics=metrics)
+        except Exception:
+            logger.exception("could not log trial %d to the parent run", trial.number)
+
     def end_parent(self, run_id: str, status: str) -> None:
         """Close the parent run: FINISHED when the budget is spent, KILLED or FAILED else."""
         self.client.set_terminated(run_id, status=status)
@@ -203,14 +218,13 @@ class Tracker:
             if state in ("RUNNING", "WAITING"):
                 continue
             status = RUN_STATUS.get(state, "FAILED")
-            if state == "FAIL" and trial is not None:
-                reason = trial.user_attrs.get("fail_reason", "the worker died mid-trial")
-            else:
-                reason = "closed by reconcile"
-            self.client.log_batch(
-                run.info.run_id,
-                tags=[RunTag("state", state), RunTag("fail_reason", str(reason)[:5000])],
-            )
+            tags = [RunTag("state", state), RunTag("closed_by", "reconcile")]
+            if state == "FAIL":
+                reason = "the worker died mid-trial (its heartbeat stopped)"
+                if trial is not None:
+                    reason = trial.user_attrs.get("fail_reason", reason)
+                tags.append(RunTag("fail_reason", str(reason)[:5000]))
+            self.client.log_batch(run.info.run_id, tags=tags)
             self.client.set_terminated(run.info.run_id, status=status)
             closed += 1
         if closed:
@@ -242,6 +256,7 @@ class TrialRun:
         self._pending: list[Metric] = []
         self._history: list[dict[str, float]] = []
         self._last_flush = time.monotonic()
+        self._written = False
 
     def record(self, epoch: int, record: dict[str, float]) -> None:
         """Buffer one epoch; write at most every ``FLUSH_SECONDS`` so the UI stays live."""
@@ -262,6 +277,36 @@ class TrialRun:
             )
         self._last_flush = time.monotonic()
 
+    def write(self, outcome: Outcome | None = None) -> None:
+        """Everything but the status: buffered epochs, history.csv, and for a finished
+        trial its final metrics and weights. Called before Optuna records the trial, so a
+        worker killed right after still leaves a complete run behind."""
+        try:
+            self._write(outcome)
+        except Exception:
+            logger.exception("could not write MLflow run %s", self.run_id)
+
+    def _write(self, outcome: Outcome | None) -> None:
+        if self._written:
+            return
+        self._written = True
+        self.flush()
+        if outcome is not None:
+            timestamp = int(time.time() * 1000)
+            metrics = [
+                Metric(key, float(value), timestamp, 0)
+                for key, value in outcome.metrics.items()
+                if np.isfinite(value)
+            ]
+            self.client.log_batch(self.run_id, metrics=metrics)
+        if self._history:
+            self.client.log_text(self.run_id, _history_csv(self._history), "history.csv")
+        if outcome is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "weights.npz"
+                np.savez(path, **outcome.model.state_dict())
+                self.client.log_artifact(self.run_id, str(path))
+
     def end(
         self,
         state: str,
@@ -270,41 +315,21 @@ class TrialRun:
         reason: str | None = None,
         interrupted: bool = False,
     ) -> None:
-        """Write what is buffered, the final metrics and artifacts, and the terminal status.
+        """Write what is not written yet, the ``state`` tag and the terminal status.
 
         Errors here are logged, not raised: a tracking failure must not hide the trial's
         own outcome (or an interrupt) from Optuna.
         """
         try:
-            self._end(state, outcome, reason, interrupted)
+            self._write(outcome)
+            tags = [RunTag("state", state)]
+            if reason and state != "COMPLETE":
+                tags.append(RunTag("fail_reason", reason[:5000]))
+            self.client.log_batch(self.run_id, tags=tags)
+            status = "KILLED" if interrupted else RUN_STATUS[state]
+            self.client.set_terminated(self.run_id, status=status)
         except Exception:
             logger.exception("could not close MLflow run %s", self.run_id)
-
-    def _end(self, state, outcome, reason, interrupted) -> None:
-        self.flush()
-        tags = [RunTag("state", state)]
-        if reason:
-            tags.append(RunTag("fail_reason", reason[:5000]))
-        metrics = []
-        if outcome is not None:
-            timestamp = int(time.time() * 1000)
-            metrics = [
-                Metric(key, float(value), timestamp, 0)
-                for key, value in outcome.metrics.items()
-                if np.isfinite(value)
-            ]
-        self.client.log_batch(self.run_id, metrics=metrics, tags=tags)
-        if self._history:
-            self.client.log_text(self.run_id, _history_csv(self._history), "history.csv")
-        if outcome is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "weights.npz"
-                np.savez(path, **outcome.model.state_dict())
-                self.client.log_artifact(self.run_id, str(path))
-        status = "KILLED" if interrupted else RUN_STATUS[state]
-        self.client.set_terminated(
-            self.run_id, status=RunStatus.to_string(RunStatus.from_string(status))
-        )
 
 
 def _history_csv(history: list[dict[str, float]]) -> str:

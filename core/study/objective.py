@@ -243,12 +243,16 @@ class Objective:
                 )
         except optuna.TrialPruned:
             trial.set_user_attr("pruned_epoch", epochs_seen - 1)
+            if run is not None:
+                run.write()
             raise
         except DivergenceError as error:
             trial.set_user_attr("fail_reason", str(error))
             trial.set_user_attr("fail_epoch", error.epoch)
             logger.warning("trial %d failed: %s", trial.number, error)
             pending.reason = str(error)
+            if run is not None:
+                run.write()
             raise
         except Exception as error:
             pending.reason = f"{type(error).__name__}: {error}"
@@ -266,6 +270,8 @@ class Objective:
         for key in ("best_epoch", "test_accuracy", "test_loss"):
             trial.set_user_attr(key, outcome.metrics[key])
         pending.outcome = outcome
+        if run is not None:
+            run.write(outcome)
         return value
 
     def finish(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -280,6 +286,8 @@ class Objective:
         state = trial.state.name
         outcome = pending.outcome if state == "COMPLETE" else None
         pending.run.end(state, outcome=outcome, reason=pending.reason)
+        if self.parent_run_id is not None:
+            self.tracker.log_trial_summary(self.parent_run_id, study, trial)
 
 
 @dataclass

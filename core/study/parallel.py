@@ -17,17 +17,9 @@ from collections.abc import Callable
 import optuna
 
 from core.study.interrupts import Terminated, raise_terminated
-from core.study.loop import FINISHED, count, schema_lock, sqlite_lock
-from core.study.runner import (
-    check_storage_url,
-    check_tracking_uri,
-    make_storage,
-    open_study,
-    run_study,
-    study_refs,
-)
+from core.study.loop import FINISHED, count
+from core.study.runner import open_stores, run_study
 from core.study.spec import Spec
-from core.tracking import Tracker
 
 logger = logging.getLogger(__name__)
 
@@ -71,15 +63,7 @@ class limit_blas_threads:  # noqa: N801 - used like a function, as threadpoolctl
 
 def prepare(spec: Spec, storage_url: str, tracking_uri: str | None) -> list[optuna.Study]:
     """Create both stores and every study once, before any worker starts."""
-    check_storage_url(storage_url)
-    if tracking_uri is not None:
-        check_tracking_uri(tracking_uri)
-    with schema_lock(storage_url):
-        storage = make_storage(storage_url, spec)
-    studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)]
-    if tracking_uri is not None:
-        with sqlite_lock(tracking_uri):
-            Tracker(tracking_uri, spec)
+    _, studies, _ = open_stores(spec, storage_url, tracking_uri)
     return studies
 
 

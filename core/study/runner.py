@@ -19,6 +19,7 @@ import numpy as np
 import optuna
 from optuna.trial import TrialState
 
+from core.study import interrupts
 from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, StorageError
 from core.study.loop import (
     FINISHED,
@@ -32,7 +33,13 @@ from core.study.loop import (
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
 from core.study.spec import ARMS, NOT_IDENTITY, Spec, SpecError
-from core.study.urls import check_storage_url, check_tracking_uri, mask_url
+from core.study.urls import (
+    check_distinct,
+    check_storage_url,
+    check_tracking_uri,
+    mask_url,
+    probe_tracking_server,
+)
 from core.tracking import Tracker, flatten
 
 logger = logging.getLogger(__name__)
@@ -84,7 +91,7 @@ def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.Base
     if spec.study.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if spec.study.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(spec, arm), seed=seed)
+        return _GridSampler(grid_space(spec, arm), seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         return optuna.samplers.TPESampler(
@@ -94,6 +101,15 @@ def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.Base
             constant_liar=True,
             n_startup_trials=min(10, max(3, spec.study.n_trials // 4)),
         )
+
+
+class _GridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler without its ``study.stop()`` at the end of the grid, which
+    only works inside ``Study.optimize``; the trial loop caps a grid study's budget at the
+    grid's size instead (``_budget``)."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        return None
 
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
@@ -205,24 +221,72 @@ def run_study(
         KeyboardInterrupt: After marking the running trial and closing its run.
     """
     total = n_trials or spec.study.n_trials
+    storage, studies, tracker = open_stores(spec, storage_url, tracking_uri)
+    splits = load_splits(spec)
+    for ref, study in zip(study_refs(spec), studies, strict=True):
+        _run_one(
+            spec, study, ref, splits, tracker, _budget(spec, ref, total), callbacks, on_study,
+            storage, storage_url,
+        )  # fmt: skip
+    return studies
+
+
+def open_stores(
+    spec: Spec, storage_url: str, tracking_uri: str | None
+) -> tuple[optuna.storages.BaseStorage, list[optuna.Study], Tracker | None]:
+    """Check both locations, then open MLflow, then the Optuna storage and studies.
+
+    Interrupts wait until this is done: a Ctrl-C in the middle of MLflow's first schema
+    migration left a SQLite store that no later run could open.
+    """
     check_storage_url(storage_url)
     if tracking_uri is not None:
         check_tracking_uri(tracking_uri)
-    refs = study_refs(spec)
-    # Open (and check) every study before training anything or touching MLflow.
-    with schema_lock(storage_url):  # schema creation, once, whoever comes first
-        storage = make_storage(storage_url, spec)
-    studies = [open_study(spec, storage, ref, storage_url=storage_url) for ref in refs]
-    tracker = None
-    if tracking_uri is not None:
-        with sqlite_lock(tracking_uri):
-            tracker = Tracker(tracking_uri, spec)
-    splits = load_splits(spec)
-    for ref, study in zip(refs, studies, strict=True):
-        _run_one(
-            spec, study, ref, splits, tracker, total, callbacks, on_study, storage, storage_url
+        check_distinct(storage_url, tracking_uri)
+        probe_tracking_server(tracking_uri)
+    with interrupts.graceful():
+        tracker = None
+        if tracking_uri is not None:
+            with sqlite_lock(tracking_uri):
+                tracker = open_tracker(tracking_uri, spec)
+        with schema_lock(storage_url):  # schema creation, once, whoever comes first
+            storage = make_storage(storage_url, spec)
+        studies = [
+            open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)
+        ]
+    return storage, studies, tracker
+
+
+def open_tracker(tracking_uri: str, spec: Spec) -> Tracker:
+    try:
+        return Tracker(tracking_uri, spec)
+    except Exception as error:  # MLflow and SQLAlchemy raise many kinds; report one line
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise StorageError(
+            f"--tracking-uri {mask_url(tracking_uri)!r} cannot be opened as an MLflow store: "
+            f"{type(error).__name__}: {first[:300]}"
+        ) from None
+
+
+def grid_size(spec: Spec, arm: str | None) -> int:
+    return int(np.prod([len(values) for values in grid_space(spec, arm).values()]))
+
+
+def _budget(spec: Spec, ref: StudyRef, total: int) -> int:
+    """The trial budget of one study: a grid study stops when its grid is walked."""
+    if spec.study.sampler != "grid":
+        return total
+    size = grid_size(spec, ref.arm)
+    if size < total:
+        logger.info(
+            "study %s: the grid has %d points; running %d trials, not %d",
+            ref.name,
+            size,
+            size,
+            total,
         )
-    return studies
+        return size
+    return total
 
 
 def _run_one(
@@ -239,7 +303,12 @@ def _run_one(
     if on_study is not None:
         on_study(study, max(remaining, 0))
     if remaining <= 0:
-        logger.info("study %s already has %d finished trials", study.study_name, total)
+        logger.info(
+            "study %s already has %d finished trials (budget %d)",
+            study.study_name,
+            total - remaining,
+            total,
+        )
     status = "FINISHED"
     try:
         run_trials(

@@ -85,8 +85,11 @@ def _unique(value: list[str]) -> tuple[str, ...]:
 
 
 def _name(value: str) -> str:
-    if not value or not all(c.isalnum() or c in "-_." for c in value):
-        raise ValueError("must be non-empty and use only letters, digits, '-', '_' and '.'")
+    # The name becomes a folder under reports/ and an MLflow experiment name.
+    if not value or value.startswith(".") or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError(
+            "must be non-empty, not start with '.', and use only letters, digits, '-', '_' and '.'"
+        )
     return value
 
 
@@ -146,7 +149,10 @@ class StudySection(_Section):
                 f"timeout must be a finite number of seconds > 0, but got {self.timeout!r}"
             )
         if self.grace_period <= self.heartbeat_interval:
-            raise ValueError("grace_period must exceed heartbeat_interval")
+            raise ValueError(
+                f"grace_period ({self.grace_period}) must exceed heartbeat_interval "
+                f"({self.heartbeat_interval})"
+            )
         return self
 
     @property
@@ -213,6 +219,12 @@ class TrainSection(_Section):
     optimizer: Literal["sgd", "momentum", "adam"] = "adam"
     min_delta: float = 0.0
 
+    @model_validator(mode="after")
+    def _check(self) -> TrainSection:
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"min_delta must be a finite number >= 0, but got {self.min_delta}")
+        return self
+
 
 class SearchSection(_Section):
     learning_rate: LogRange = (1e-4, 1e-1)
@@ -276,7 +288,9 @@ class Spec(_Section):
             )
         arms = self.search.arms
         if arms is not None and self.study.mode != "per_kind":
-            raise ValueError("search.arms applies only to study.mode = 'per_kind'")
+            raise ValueError(
+                f"search.arms applies only to study.mode = 'per_kind', not {self.study.mode!r}"
+            )
         return self
 
     @property

@@ -5,6 +5,7 @@ Kept free of Optuna and MLflow imports, so the command line rejects a bad URL at
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -60,7 +61,18 @@ def check_tracking_uri(uri: str) -> str:
             )
         return uri
     if scheme == "sqlite" and uri.startswith("sqlite:///") and len(uri) > len("sqlite:///"):
-        parent = Path(uri.removeprefix("sqlite:///")).parent
+        path = Path(uri.removeprefix("sqlite:///"))
+        parent = path.parent
+        if uri.endswith("/") or path.is_dir():
+            raise StorageError(
+                f"--tracking-uri {uri!r} names a directory; it must name a database file, "
+                "as sqlite:///runs/mlflow.db"
+            )
+        if path.is_file() and not _is_mlflow_store(path):
+            raise StorageError(
+                f"--tracking-uri {uri!r}: {str(path)!r} is a database but not an MLflow store "
+                "(is it the Optuna storage?); use another file"
+            )
         if uri == DEFAULT_TRACKING_URI:
             parent.mkdir(parents=True, exist_ok=True)
         elif not parent.is_dir():
@@ -72,3 +84,51 @@ def check_tracking_uri(uri: str) -> str:
     raise StorageError(
         f"--tracking-uri must be sqlite:///PATH.db or http(s)://HOST:PORT; got {mask_url(uri)!r}"
     )
+
+
+def _is_mlflow_store(path: Path) -> bool:
+    """True for an empty file or a SQLite database holding MLflow's tables."""
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return True
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError:
+        return False
+    return {"experiments", "runs"} <= tables
+
+
+def check_distinct(storage_url: str, tracking_uri: str | None) -> None:
+    """Optuna and MLflow must not share one SQLite file (their schemas collide)."""
+    if tracking_uri is None or not storage_url.startswith("sqlite:///"):
+        return
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    storage = Path(storage_url.removeprefix("sqlite:///")).resolve()
+    tracking = Path(tracking_uri.removeprefix("sqlite:///")).resolve()
+    if storage == tracking:
+        raise StorageError(
+            f"--storage and --tracking-uri name the same file {str(storage)!r}; Optuna and "
+            "MLflow each need their own database"
+        )
+
+
+def probe_tracking_server(uri: str, timeout: float = 10.0) -> None:
+    """Fail fast, in one line, when an http(s) tracking server does not answer."""
+    if urlsplit(uri).scheme not in ("http", "https"):
+        return
+    import urllib.error
+    import urllib.request
+
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(uri.rstrip("/") + "/health", timeout=timeout) as response:
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise StorageError(
+            f"--tracking-uri {mask_url(uri)!r}: the MLflow server does not answer ({reason}); "
+            "start it first"
+        ) from None

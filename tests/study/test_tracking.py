@@ -308,9 +308,10 @@ def test_a_300_epoch_trial_makes_few_writes_and_logs_complete_histories(
     for_trial = [name for name, target in calls if target == run_id]
     assert len(calls) <= 320, calls
     # Per-epoch metrics go in full batches: params, ceil(epochs * metrics / 1000) metric
-    # batches and the final metrics and tags; a few artifact and status writes besides.
+    # batches, the final metrics (written before Optuna records the trial) and the closing
+    # tags (after); a few artifact and status writes besides.
     metric_batches = math.ceil(300 * len(EPOCH_METRICS) / 1000)
-    assert for_trial.count("log_batch") <= metric_batches + 2, for_trial
+    assert for_trial.count("log_batch") <= metric_batches + 3, for_trial
     assert len(for_trial) <= metric_batches + 10, for_trial
 
     client = MlflowClient(mlflow_uri)
