@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 import pandas as pd
@@ -161,13 +160,20 @@ def _seed_caveats(
             "missing from the comparisons that involve them."
         )
     if not comparisons.empty:
-        floor = comparisons["p_wilcoxon_min"].min()
-        if math.isfinite(floor) and floor >= alpha:
+        # Two-sided exact signed-rank test: with n non-zero differences, p >= 2 / 2**n.
+        floor = 2.0 / 2.0**k
+        if floor >= alpha:
             notes.append(
                 f"With K = {k} seeds the exact Wilcoxon signed-rank test cannot give p below "
-                f"{floor:.3g}, so it can never reach significance at alpha = {alpha:.2g}; it is "
-                "shown for reference and the paired t-test decides."
+                f"{floor:.3g} (fewer non-zero differences, after ties, raise that floor), so "
+                f"it can never reach significance at alpha = {alpha:.2g}; it is shown for "
+                "reference and the paired t-test decides."
             )
+        notes.append(
+            "Confidence intervals of differences are unadjusted; significance is judged on "
+            "Holm-adjusted p-values, so an interval may exclude 0 for a difference that is "
+            "not significant after the correction."
+        )
         notes.append(
             "The paired t-test assumes the per-seed differences of the test score are roughly "
             f"normal; with K = {k} seeds this cannot be checked."

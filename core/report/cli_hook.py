@@ -54,9 +54,18 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
 def cmd_report(args: argparse.Namespace) -> int:
     """Build the report; exit code 2 with one line on stderr when it cannot be built."""
     from core.report import ReportError, build_report
+    from core.study.errors import StorageError
     from core.study.spec import load_spec
+    from core.study.urls import check_storage_url, check_tracking_uri, probe_tracking_server
 
     spec = load_spec(args.spec)
+    try:
+        check_storage_url(args.storage)
+        check_tracking_uri(args.tracking_uri)
+        probe_tracking_server(args.tracking_uri)
+    except StorageError as error:
+        print(f"regstudy: error: {error}", file=sys.stderr)
+        return 2
     out_dir = Path(args.out) if args.out else REPORTS_DIR / spec.study.name
     started = time.monotonic()
     try:

@@ -194,7 +194,7 @@ def sentence(row: pd.Series, confidence: float, task: str) -> str:
     if not math.isfinite(row["p_t"]):
         return f"{pair}: no significant difference ({label} identical on every seed)."
     detail = (
-        f"mean difference {row['mean_diff']:+.4f}, {confidence:.0%} CI "
+        f"mean difference {row['mean_diff']:+.4f}, unadjusted {confidence:.0%} CI "
         f"[{row['diff_ci_low']:+.4f}, {row['diff_ci_high']:+.4f}], d_z = {row['cohen_dz']:.2f}, "
         f"Holm-adjusted p = {_p(row['p_holm'])}"
     )

@@ -70,8 +70,9 @@ def beyond_accuracy(data: ReportData) -> pd.DataFrame:
     for _, row in data.reevaluation.iterrows():
         entry = {"predictor": row["kind"], "n_seeds": row["n_seeds"]}
         for key in (SCORE, *EXTRA_LABELS):
-            for stat in ("mean", "ci_low", "ci_high"):
+            for stat in ("mean", "sd", "ci_low", "ci_high"):
                 entry[f"{key}.{stat}"] = row.get(f"{key}.{stat}")
+        entry["run_ids"] = row.get("run_ids")
         rows.append(entry)
     for _, row in data.baselines.iterrows():
         rows.append(

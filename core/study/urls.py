@@ -20,10 +20,18 @@ def mask_url(url: str) -> str:
         parts = urlsplit(url)
     except ValueError:
         return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
+    if parts.password is None and "password=" not in parts.query:
+        return url  # unchanged (urlunsplit would also drop the '//' of sqlite:///PATH)
+    if parts.password is not None:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1))
+    if "password=" in parts.query:
+        # libpq also reads a password from the query string.
+        query = "&".join(
+            "password=***" if item.startswith("password=") else item
+            for item in parts.query.split("&")
+        )
+        parts = parts._replace(query=query)
+    return urlunsplit(parts)
 
 
 def check_storage_url(url: str) -> str:

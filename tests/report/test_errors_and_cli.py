@@ -123,3 +123,26 @@ def test_report_command_defaults_to_reports_of_the_study_name():
     assert args.out is None and args.seeds is None
     assert args.storage == "sqlite:///runs/optuna.db"
     assert args.tracking_uri == "sqlite:///runs/mlflow.db"
+
+
+@pytest.mark.parametrize(
+    ("tracking_uri", "needle"),
+    [
+        ("postgresql://al:pw@127.0.0.1:1/m", "--tracking-uri must be sqlite:///PATH.db"),
+        ("http://127.0.0.1:1", "the MLflow server does not answer"),
+    ],
+)
+def test_report_command_refuses_an_unusable_tracking_uri_in_one_line(
+    joint_study, tmp_path, capsys, tracking_uri, needle
+):
+    path = write_spec(tmp_path, JOINT)
+    args = parser().parse_args(
+        ["report", str(path), "--storage", joint_study.storage_url,
+         "--tracking-uri", tracking_uri, "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    assert args.func(args) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("regstudy: error:") and needle in error
+    assert error.count("\n") == 1
+    assert ":pw@" not in error
+    assert not (tmp_path / "out").exists()

@@ -101,3 +101,15 @@ def test_the_parser_default_host_is_loopback_even_with_host_variables_set(monkey
     args = build_parser().parse_args(["ui"])
     assert args.host == "127.0.0.1"
     assert args.allow_remote is False
+
+
+def test_mask_url_hides_passwords_in_the_user_part_and_in_the_query():
+    from core.study.urls import mask_url
+
+    assert mask_url("postgresql+psycopg2://bob:hunter2@db:5432/x") == (
+        "postgresql+psycopg2://bob:***@db:5432/x"
+    )
+    assert mask_url("postgresql://bob@db/x?sslmode=require&password=hunter2") == (
+        "postgresql://bob@db/x?sslmode=require&password=***"
+    )
+    assert mask_url("sqlite:///runs/optuna.db") == "sqlite:///runs/optuna.db"
