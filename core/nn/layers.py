@@ -47,6 +47,7 @@ class Dense:
         self.db = np.zeros_like(self.b)
         self.needs_input_grad = True
         self._X: np.ndarray | None = None
+        self._ones = np.ones(0, dtype=dtype)  # (n,), grown on demand: db as one GEMV
 
     def bind(self, W: np.ndarray, b: np.ndarray, dW: np.ndarray, db: np.ndarray) -> None:
         """Move parameters and gradients into caller-owned buffers (views of one flat array,
@@ -65,9 +66,14 @@ class Dense:
         self._X = None
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
-        # dW = X^T G, db = sum_rows G, dX = G W^T; the first layer skips dX (nobody reads it).
+        # dW = X^T G, db = 1^T G, dX = G W^T; the first layer skips dX (nobody reads it).
+        # The column sums go through BLAS as a matrix-vector product: a few times faster
+        # than np.sum(axis=0) on a batch, and equal up to the order of float additions.
+        n = len(grad_out)
+        if len(self._ones) < n:
+            self._ones = np.ones(n, dtype=self.b.dtype)
         np.matmul(self._X.T, grad_out, out=self.dW)
-        np.sum(grad_out, axis=0, out=self.db)
+        np.matmul(self._ones[:n], grad_out, out=self.db)
         if not self.needs_input_grad:
             return None
         return grad_out @ self.W.T
@@ -78,11 +84,23 @@ class ReLU:
 
     def __init__(self) -> None:
         self._positive: np.ndarray | None = None
+        self._zeros: np.ndarray | None = None  # kept across batches and clear(): not data
 
     def forward(self, Z: np.ndarray, *, inplace: bool = False) -> np.ndarray:
         # The model passes inplace=True for the fresh output of a Dense layer: one array fewer.
         self._positive = Z > 0
-        return np.maximum(Z, 0, out=Z if inplace else None)
+        # The maximum against an array of zeros, not the scalar 0: NumPy vectorizes the
+        # array-array loop only, about four times faster, with the same values (NaN
+        # propagates, -0.0 becomes 0.0).
+        zeros = self._zeros
+        if (
+            zeros is None
+            or zeros.dtype != Z.dtype
+            or zeros.shape[1:] != Z.shape[1:]
+            or len(zeros) < len(Z)
+        ):
+            zeros = self._zeros = np.zeros(Z.shape, dtype=Z.dtype)
+        return np.maximum(Z, zeros[: len(Z)], out=Z if inplace else None)
 
     def backward(self, grad_out: np.ndarray) -> np.ndarray:
         return grad_out * self._positive

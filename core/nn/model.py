@@ -70,6 +70,8 @@ class MLP:
                 self.activations.append(ACTIVATIONS[activation]())
                 self.dropouts.append(Dropout(dropout_rate))
         self.dense[0].needs_input_grad = False
+        # (Dense, activation, Dropout) per hidden layer, so each pass loops over one tuple.
+        self._hidden = tuple(zip(self.dense[:-1], self.activations, self.dropouts, strict=True))
         self._bind_flat()
 
     def _bind_flat(self) -> None:
@@ -115,23 +117,19 @@ class MLP:
         """Network output ``(n, k)``. Dropout is active only when ``training`` is True, and only
         then is ``rng`` used; evaluation draws no random numbers."""
         A = X
-        for layer, activation, dropout in zip(
-            self.dense, self.activations, self.dropouts, strict=False
-        ):
+        for layer, activation, dropout in self._hidden:
             A = activation.forward(layer.forward(A), inplace=True)
-            A = dropout.forward(A, training=training, rng=rng)
+            if dropout.rate:
+                A = dropout.forward(A, training=training, rng=rng)
         return self.dense[-1].forward(A)
 
     def backward(self, grad_out: np.ndarray) -> None:
         """Fill every parameter's gradient from ``grad_out = dL/d(output)``, last layer first."""
         grad = self.dense[-1].backward(grad_out)
-        for layer, activation, dropout in zip(
-            reversed(self.dense[:-1]),
-            reversed(self.activations),
-            reversed(self.dropouts),
-            strict=True,
-        ):
-            grad = layer.backward(activation.backward(dropout.backward(grad)))
+        for layer, activation, dropout in reversed(self._hidden):
+            if dropout.rate:
+                grad = dropout.backward(grad)
+            grad = layer.backward(activation.backward(grad))
 
     def predict_output(self, X: np.ndarray, *, batch_size: int = 4096) -> np.ndarray:
         """Evaluation-mode output for any number of rows, in chunks to bound memory; leaves

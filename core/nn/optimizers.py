@@ -9,6 +9,7 @@ shrink is not. Biases are never decayed.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,9 +98,14 @@ class Adam(Optimizer):
     """Adam (Kingma and Ba, 2015) with bias-corrected moments.
 
     ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
-    ``theta <- theta - lr_t * m / (sqrt(v) + eps_t)``, ``lr_t = lr sqrt(1 - b2^t) / (1 - b1^t)``
-    and ``eps_t = eps sqrt(1 - b2^t)``, which is algebraically the textbook
-    ``lr * m_hat / (sqrt(v_hat) + eps)``.
+    ``theta <- theta - lr * m_hat / (sqrt(v_hat) + eps)`` with ``m_hat = m / (1 - b1^t)``
+    and ``v_hat = v / (1 - b2^t)``.
+
+    Computed in an algebraically equal form with fewer passes over the parameters: the
+    moments are kept as ``M = m / (1 - b1)`` and ``V = v / (1 - b2)``, so ``M <- b1 M + g``
+    and ``V <- b2 V + g^2``, and the step is ``theta <- theta - s_t * M / (sqrt(V) + e_t)``
+    with ``s_t = lr (1 - b1) sqrt(1 - b2^t) / ((1 - b1^t) sqrt(1 - b2))`` and
+    ``e_t = eps sqrt(1 - b2^t) / sqrt(1 - b2)``.
     """
 
     def __init__(
@@ -118,8 +124,8 @@ class Adam(Optimizer):
 
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         self._t = 0
-        self._m: list[np.ndarray] | None = None
-        self._v: list[np.ndarray] | None = None
+        self._m: list[np.ndarray] | None = None  # M = m / (1 - b1)
+        self._v: list[np.ndarray] | None = None  # V = v / (1 - b2)
         self._scratch: list[np.ndarray] | None = None
 
     def _update(self, params: Sequence[Parameter]) -> None:
@@ -128,18 +134,25 @@ class Adam(Optimizer):
             self._v = [np.zeros_like(p.value) for p in params]
             self._scratch = [np.empty_like(p.value) for p in params]
         self._t += 1
-        correction2 = np.sqrt(1.0 - self.beta2**self._t)
-        step_size = self.learning_rate * correction2 / (1.0 - self.beta1**self._t)
-        eps = self.eps * correction2
+        # Python floats, not NumPy float64 scalars: a float64 scalar would promote every
+        # float32 operation below to float64 (NEP 50) and make it several times slower.
+        correction2 = math.sqrt(1.0 - self.beta2**self._t)
+        scale2 = math.sqrt(1.0 - self.beta2)
+        step_size = (
+            self.learning_rate
+            * (1.0 - self.beta1)
+            * correction2
+            / ((1.0 - self.beta1**self._t) * scale2)
+        )
+        eps = self.eps * correction2 / scale2
         for p, m, v, s in zip(params, self._m, self._v, self._scratch, strict=True):
             g = p.grad
             m *= self.beta1
-            m += (1.0 - self.beta1) * g
+            m += g
             v *= self.beta2
             np.multiply(g, g, out=s)
-            s *= 1.0 - self.beta2
             v += s
-            # s <- step_size * m / (sqrt(v) + eps), reusing the scratch buffer.
+            # s <- step_size * M / (sqrt(V) + eps), reusing the scratch buffer.
             np.sqrt(v, out=s)
             s += eps
             np.divide(m, s, out=s)

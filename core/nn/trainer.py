@@ -9,13 +9,14 @@ augmentation draw from it, evaluation never does.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.nn.losses import LOSSES
+from core.nn.losses import LOSSES, as_labels
 from core.nn.model import MLP
 from core.nn.optimizers import OPTIMIZERS, make_optimizer
 from core.nn.penalties import Penalty
@@ -183,6 +184,9 @@ def train(
     if loss == "mse":
         y_train = np.asarray(y_train, dtype=model.dtype).reshape(len(X_train), -1)
         y_val = np.asarray(y_val, dtype=model.dtype).reshape(len(X_val), -1)
+    else:
+        # Integer labels once, so no batch converts (or takes the arg-max of one-hot rows).
+        y_train, y_val = as_labels(y_train), as_labels(y_val)
 
     rng = np.random.default_rng(config.seed)
     loss_fn = LOSSES[loss]()
@@ -254,14 +258,19 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
     """One pass over shuffled mini-batches; returns the mean training-mode data loss."""
     n = len(X)
     order = rng.permutation(n)
-    # One gather per epoch; every batch below is then a contiguous view, not a copy.
-    X_shuffled, y_shuffled = X[order], y[order]
-    penalty = config.penalty
+    y_shuffled = y[order]
+    # Each batch's rows are gathered into one reused buffer (batch_size, d) while it is
+    # needed, instead of a shuffled copy of the whole training set written once per epoch
+    # and read back from memory batch by batch.
+    batch_buffer = np.empty((min(config.batch_size, n), X.shape[1]), dtype=X.dtype)
+    penalty = config.penalty if config.penalty.active else None
     weights = model.weight_group  # every weight matrix, as one flat view
     params = [model.flat]  # weights and biases in one buffer
     total = 0.0
     for start in range(0, n, config.batch_size):
-        X_batch = X_shuffled[start : start + config.batch_size]
+        rows = order[start : start + config.batch_size]
+        # Any mode but "raise" lets take write straight into out; the rows are in range.
+        X_batch = np.take(X, rows, axis=0, out=batch_buffer[: len(rows)], mode="clip")
         y_batch = y_shuffled[start : start + config.batch_size]
         if augment is not None:
             X_batch = augment(X_batch, rng)
@@ -269,12 +278,12 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
         output = model.forward(X_batch, training=True, rng=rng)
 
         data_loss = loss_fn.forward(output, y_batch)
-        if not np.isfinite(data_loss):
+        if not math.isfinite(data_loss):
             raise DivergenceError(epoch=epoch, learning_rate=config.learning_rate)
         total += data_loss * len(X_batch)
 
         model.backward(loss_fn.backward())
-        if penalty.active:
+        if penalty is not None:
             penalty.add_gradient(weights.value, weights.grad)
 
         optimizer.step(params)

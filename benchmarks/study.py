@@ -1,0 +1,339 @@
+"""Sections 4 and 5: what Optuna and MLflow add to a study, and how trials scale with workers.
+
+Section 4 runs the first trials of ``studies/digits.toml`` three ways, interleaved:
+Optuna in SQLite with MLflow in SQLite (what ``regstudy run`` does), Optuna in SQLite
+without tracking (``--no-tracking``), and Optuna in memory without tracking (the same
+objective and trial loop on ``optuna.storages.InMemoryStorage``). The trainer's own time in
+every trial is measured inside the same runs by timing ``run_configuration`` minus the
+per-epoch callback, so "Optuna plus MLflow" is the rest. Section 5 runs a small fixed
+study with one and with two worker processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from benchmarks.measure import Samples, rotated
+from benchmarks.report import Row
+
+REPO = Path(__file__).resolve().parents[1]
+DIGITS_SPEC = REPO / "studies" / "digits.toml"
+DIGITS_TRIALS = 150  # studies/digits.toml's budget, for the projection
+OVERHEAD_TARGET = 5.0  # percent of the wall time
+WORKERS_TARGET = 1.8  # two workers against one, trials per minute
+
+CONFIGS = ("sqlite+mlflow", "sqlite", "memory")
+
+# Section 5's study: fixed work per trial (no pruning; patience can only fire if the first
+# epoch is the best of twenty), sampled at random so neither run depends on the other's
+# history.
+WORKERS_HIDDEN = 64
+WORKERS_SPEC: dict[str, Any] = {
+    "study": {"name": "bench-workers", "n_trials": 16, "sampler": "random", "pruner": "none"},
+    "data": {"dataset": "digits", "split_seed": 0},
+    "model": {"hidden": [WORKERS_HIDDEN], "activation": "relu"},
+    "train": {"max_epochs": 20, "batch_size": 64, "optimizer": "adam"},
+    "search": {"patience": [19, 20]},
+}
+
+
+class TrainerClock:
+    """Sums the seconds trials spend in ``run_configuration`` outside their epoch callback
+    (which reports to Optuna, prunes and records to MLflow): the trainer's share. The
+    callback's own seconds and calls are kept too."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.callback_seconds = 0.0
+        self.epochs = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """Wrap ``core.study.objective.run_configuration`` for the duration of a run."""
+        from core.study import objective
+
+        original = objective.run_configuration
+
+        def timed(*args: Any, on_epoch=None, **kwargs: Any):
+            in_callback = 0.0
+
+            def timed_on_epoch(epoch: int, record: dict[str, float]) -> None:
+                nonlocal in_callback
+                self.epochs += 1
+                started = time.perf_counter()
+                try:
+                    on_epoch(epoch, record)
+                finally:
+                    in_callback += time.perf_counter() - started
+
+            started = time.perf_counter()
+            try:
+                callback = timed_on_epoch if on_epoch is not None else None
+                return original(*args, on_epoch=callback, **kwargs)
+            finally:
+                self.seconds += time.perf_counter() - started - in_callback
+                self.callback_seconds += in_callback
+
+        with mock.patch.object(objective, "run_configuration", timed):
+            yield
+
+
+def quiet_study_libraries() -> None:
+    """Optuna and MLflow set their loggers to INFO on import (so import them first, as
+    the study system will anyway); keep warnings only."""
+    import logging
+
+    import mlflow  # noqa: F401
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _run_in_memory(spec, n_trials: int):
+    """The objective and trial loop of ``run_study`` on an in-memory Optuna storage."""
+    import optuna
+
+    from core.study.loop import run_trials
+    from core.study.objective import Objective, load_splits
+    from core.study.runner import make_pruner, make_sampler, sampler_seed
+
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        storage=storage,
+        sampler=make_sampler(spec, None, sampler_seed(spec.study.seed, 0)),
+        pruner=make_pruner(spec),
+        direction=spec.study.optuna_direction,
+        study_name=spec.study.name,
+    )
+    objective = Objective(spec, load_splits(spec))
+    run_trials(study, objective, total=n_trials, storage=storage, storage_url="memory")
+    return study
+
+
+def _run_config(config: str, spec, n_trials: int, directory: Path):
+    from core.study.runner import run_study
+
+    if config == "memory":
+        return _run_in_memory(spec, n_trials)
+    tracking = f"sqlite:///{directory}/mlflow.db" if config == "sqlite+mlflow" else None
+    storage = f"sqlite:///{directory}/optuna.db"
+    (study,) = run_study(spec, storage_url=storage, tracking_uri=tracking, n_trials=n_trials)
+    return study
+
+
+def _trial_loop_seconds(study) -> float:
+    """From the first trial's start to the last trial's end, as Optuna recorded them."""
+    trials = [t for t in study.trials if t.datetime_start and t.datetime_complete]
+    first = min(t.datetime_start for t in trials)
+    last = max(t.datetime_complete for t in trials)
+    return (last - first).total_seconds()
+
+
+def measure_overhead(n_trials: int, repeats: int) -> dict[str, Any]:
+    """Wall, trial-loop and trainer seconds of each configuration, interleaved."""
+    from core.study.spec import load_spec
+
+    quiet_study_libraries()
+    spec = load_spec(DIGITS_SPEC)
+    names = ("wall", "loop", "trainer", "callback_per_epoch")
+    figures = {config: {name: Samples() for name in names} for config in CONFIGS}
+    signatures: dict[str, list] = {}
+    for repeat in range(repeats):
+        for config in rotated(CONFIGS, repeat):
+            clock = TrainerClock()
+            with tempfile.TemporaryDirectory(prefix="regstudy-bench-") as directory:
+                with clock.installed():
+                    started = time.perf_counter()
+                    study = _run_config(config, spec, n_trials, Path(directory))
+                    wall = time.perf_counter() - started
+                figures[config]["wall"].add(wall)
+                figures[config]["loop"].add(_trial_loop_seconds(study))
+                figures[config]["trainer"].add(clock.seconds)
+                per_epoch = clock.callback_seconds / max(clock.epochs, 1)
+                figures[config]["callback_per_epoch"].add(per_epoch)
+                signatures.setdefault(config, [(t.state.name, t.params) for t in study.trials])
+    same = len({repr(signature) for signature in signatures.values()}) == 1
+    return {"n_trials": n_trials, "same_trials": same, "figures": figures}
+
+
+def overhead_rows(result: dict[str, Any]) -> list[Row]:
+    """Section 4: overhead share of the wall time and per-trial milliseconds of each part."""
+    n = result["n_trials"]
+    wall = {config: result["figures"][config]["wall"].median for config in CONFIGS}
+    loop = {config: result["figures"][config]["loop"].median for config in CONFIGS}
+    trainer = result["figures"]["sqlite+mlflow"]["trainer"].median
+    full, memory = wall["sqlite+mlflow"], wall["memory"]
+    setup = {config: wall[config] - loop[config] for config in CONFIGS}
+    per_trial_extra = (loop["sqlite+mlflow"] - loop["memory"]) / n
+    projected_full = setup["sqlite+mlflow"] + DIGITS_TRIALS * loop["sqlite+mlflow"] / n
+    projected_extra = setup["sqlite+mlflow"] - setup["memory"] + DIGITS_TRIALS * per_trial_extra
+    same = "same trials in all three" if result["same_trials"] else "TRIALS DIFFER between runs"
+    section = "4 study"
+    name = f"digits.toml x{n}"
+    return [
+        Row(
+            section,
+            f"{name}: Optuna SQLite + MLflow overhead, share of wall",
+            "eval",
+            (full - memory) / full * 100,
+            "%",
+            OVERHEAD_TARGET,
+            detail=f"{full:.1f} s vs {memory:.1f} s in memory, untracked; {same}",
+        ),
+        Row(
+            section,
+            f"digits.toml x{DIGITS_TRIALS} (projected): same overhead share",
+            "eval",
+            projected_extra / projected_full * 100,
+            "%",
+            OVERHEAD_TARGET,
+            detail=f"setup {setup['sqlite+mlflow']:.1f} s + {DIGITS_TRIALS} x per-trial",
+        ),
+        Row(
+            section,
+            "per trial: MLflow (SQLite) tracking",
+            "-",
+            (loop["sqlite+mlflow"] - loop["sqlite"]) / n * 1e3,
+            "ms",
+            detail=f"store setup {setup['sqlite+mlflow'] - setup['sqlite']:.1f} s once",
+        ),
+        Row(
+            section,
+            "per trial: Optuna SQLite storage over in-memory",
+            "-",
+            (loop["sqlite"] - loop["memory"]) / n * 1e3,
+            "ms",
+            detail=f"store setup {setup['sqlite'] - setup['memory']:.1f} s once",
+        ),
+        Row(
+            section,
+            "per trial: Optuna in memory (sampler, pruner, loop)",
+            "-",
+            (loop["memory"] - result["figures"]["memory"]["trainer"].median) / n * 1e3,
+            "ms",
+        ),
+        Row(
+            section,
+            "per epoch: the trial's epoch callback (report, prune, record)",
+            "-",
+            result["figures"]["sqlite+mlflow"]["callback_per_epoch"].median * 1e3,
+            "ms",
+            detail=(
+                "Optuna SQLite only "
+                f"{result['figures']['sqlite']['callback_per_epoch'].median * 1e3:.2f} ms, "
+                "in memory "
+                f"{result['figures']['memory']['callback_per_epoch'].median * 1e3:.2f} ms"
+            ),
+        ),
+        Row(
+            section,
+            "per trial: trainer (train + final metrics)",
+            "eval",
+            trainer / n * 1e3,
+            "ms",
+            detail=f"{trainer:.1f} s over {n} trials",
+        ),
+    ]
+
+
+def measure_workers(n_trials: int, repeats: int) -> dict[str, dict[str, Samples]]:
+    """Trials per minute of the section 5 study with one and two worker processes: with
+    MLflow tracking (as ``regstudy run --workers N`` does), without it, and with hidden
+    layers wide enough (1,024 units) that training rather than the stores dominates."""
+    from core.study.parallel import run_parallel
+    from core.study.spec import parse_spec
+
+    quiet_study_libraries()
+    runs = [
+        (workers, width, tracked)
+        for width, tracked in ((WORKERS_HIDDEN, True), (WORKERS_HIDDEN, False), (1024, True))
+        for workers in (1, 2)
+    ]
+    figures = {_workers_key(*run): {"steady": Samples(), "wall": Samples()} for run in runs}
+    for repeat in range(repeats):
+        for workers, width, tracked in rotated(runs, repeat):
+            data = {
+                **WORKERS_SPEC,
+                "study": {**WORKERS_SPEC["study"], "n_trials": n_trials},
+                "model": {**WORKERS_SPEC["model"], "hidden": [width]},
+            }
+            spec = parse_spec(data, source="benchmarks")
+            with tempfile.TemporaryDirectory(prefix="regstudy-bench-") as directory:
+                storage = f"sqlite:///{directory}/optuna.db"
+                tracking = f"sqlite:///{directory}/mlflow.db" if tracked else None
+                started = time.perf_counter()
+                codes = run_parallel(
+                    spec,
+                    workers=workers,
+                    storage_url=storage,
+                    tracking_uri=tracking,
+                    n_trials=n_trials,
+                    poll_seconds=0.1,
+                )
+                wall = time.perf_counter() - started
+                if any(code != 0 for code in codes):
+                    raise RuntimeError(f"a worker exited with {codes}")
+                study = _load_study(storage, spec.study.name)
+            finished = [t for t in study.trials if t.state.is_finished()]
+            key = _workers_key(workers, width, tracked)
+            figures[key]["steady"].add(_steady_rate(finished, workers))
+            figures[key]["wall"].add(len(finished) / wall * 60)
+    return figures
+
+
+def _workers_key(workers: int, width: int, tracked: bool) -> str:
+    return f"{workers}/hidden {width}, {'mlflow' if tracked else 'untracked'}"
+
+
+def _steady_rate(trials: list, workers: int) -> float:
+    """Trials per minute once every worker has started one: from the start of the
+    ``workers``-th trial to the last end, counting the trials started in that window (the
+    processes start a second or more apart, which would otherwise count against two)."""
+    starts = sorted(t.datetime_start for t in trials)
+    window_start = starts[min(workers, len(starts)) - 1]
+    counted = sum(start >= window_start for start in starts)
+    window = (max(t.datetime_complete for t in trials) - window_start).total_seconds()
+    return counted / window * 60
+
+
+def _load_study(storage: str, name: str):
+    import optuna
+
+    return optuna.load_study(study_name=name, storage=storage)
+
+
+def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[Row]:
+    """Section 5: two workers against one, once every worker runs (the target) and from the
+    call to its return (process start-up included)."""
+    plain = f"hidden {WORKERS_HIDDEN}, mlflow"
+    cases = (
+        (plain, "steady", WORKERS_TARGET),
+        (plain, "wall", None),
+        (f"hidden {WORKERS_HIDDEN}, untracked", "steady", None),
+        ("hidden 1024, mlflow", "steady", None),
+    )
+    rows = []
+    for study, basis, target in cases:
+        one, two = figures[f"1/{study}"][basis].median, figures[f"2/{study}"][basis].median
+        label = "all running" if basis == "steady" else "wall, with start-up"
+        rows.append(
+            Row(
+                "5 workers",
+                f"{n_trials} trials, {study}: 2 workers / 1, trials/min ({label})",
+                "eval",
+                two / one,
+                "x",
+                target,
+                at_most=False,
+                detail=f"{two:.0f} vs {one:.0f} trials/min",
+            )
+        )
+    return rows
