@@ -293,7 +293,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
 def _epoch_record(model, loss, X_train, y_train, X_val, y_val, config, epoch) -> dict[str, float]:
     """Evaluation-mode metrics after an epoch: no dropout, no augmentation, no penalty."""
     val_loss, val_score = evaluate(model, loss, X_val, y_val)
-    if not np.isfinite(val_loss):
+    if not math.isfinite(val_loss):
         raise DivergenceError(
             epoch=epoch, learning_rate=config.learning_rate, what="validation loss"
         )

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
+from core.cli.report import add_report_command
 from core.report import ReportError, build_report
-from core.report.cli_hook import add_report_command
 from core.study.runner import run_study
 from core.study.spec import load_spec
 

@@ -1,6 +1,6 @@
 """``regstudy report SPEC``: the command-line entry of the report.
 
-Kept apart from ``core/cli.py`` so the report can grow without touching it; the command
+Kept in a module of its own so the report can grow without touching the rest; the command
 line registers it with :func:`add_report_command`. Like the rest of the command line, and
 unlike the library modules, this handler prints.
 """

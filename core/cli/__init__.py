@@ -345,7 +345,7 @@ def cmd_gradcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from core.report.cli_hook import add_report_command
+    from core.cli.report import add_report_command
     from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
     parser = argparse.ArgumentParser(
