@@ -14,6 +14,7 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
@@ -81,10 +82,7 @@ def make_storage(url: str, spec: Spec) -> optuna.storages.RDBStorage:
                 grace_period=spec.study.grace_period,
             )
     except Exception as error:  # SQLAlchemy raises many kinds; report one line
-        raise StorageError(
-            f"--storage {mask_url(url)!r} cannot be opened: {type(error).__name__}: "
-            f"{str(error).splitlines()[0]}"
-        ) from None
+        raise StorageError(_storage_message(url, error)) from None
 
 
 def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.BaseSampler:
@@ -244,17 +242,48 @@ def open_stores(
         check_tracking_uri(tracking_uri)
         check_distinct(storage_url, tracking_uri)
         probe_tracking_server(tracking_uri)
+    _probe_storage(storage_url)  # a server that refuses us fails before MLflow is touched
     with interrupts.graceful():
         tracker = None
         if tracking_uri is not None:
             with sqlite_lock(tracking_uri):
                 tracker = open_tracker(tracking_uri, spec)
-        with schema_lock(storage_url):  # schema creation, once, whoever comes first
-            storage = make_storage(storage_url, spec)
+        try:
+            with schema_lock(storage_url):  # schema creation, once, whoever comes first
+                storage = make_storage(storage_url, spec)
+        except StorageError:
+            raise
+        except Exception as error:  # the lock's own connection failed: one line, masked
+            raise StorageError(_storage_message(storage_url, error)) from None
         studies = [
             open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)
         ]
     return storage, studies, tracker
+
+
+def _probe_storage(url: str) -> None:
+    """Connect once to a database server (not a SQLite file) and fail in one line."""
+    if url.startswith("sqlite"):
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as error:  # the driver's many kinds of refusal
+        raise StorageError(_storage_message(url, error)) from None
+
+
+def _storage_message(url: str, error: Exception) -> str:
+    text = (str(error).strip().splitlines() or [""])[0]
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***")
+    return f"--storage {mask_url(url)!r} cannot be opened: {type(error).__name__}: {text[:300]}"
 
 
 def open_tracker(tracking_uri: str, spec: Spec) -> Tracker:
@@ -331,6 +360,9 @@ def _run_one(
             tracker.reconcile(study)
             # Close the parent unless another worker is still adding trials under it; a
             # resume reopens it.
+            # Close the parent when the budget is spent or no other worker is still adding
+            # trials under it (an interrupted worker leaves it to the others); a resume
+            # reopens it.
             others_running = count(study, (TrialState.RUNNING,)) > 0
-            if status != "FINISHED" or count(study, FINISHED) >= total or not others_running:
+            if count(study, FINISHED) >= total or not others_running:
                 tracker.end_parent(parent_run_id, status)

@@ -230,3 +230,24 @@ def test_sigterm_stops_a_worker_after_marking_its_trial_and_run(
     ]  # fmt: skip
     assert run.info.status == "KILLED"
     assert run.data.tags["state"] == "FAIL"
+
+
+def test_a_database_that_refuses_the_worker_is_one_line_and_nothing_is_created(
+    postgres_databases, tmp_path
+):
+    spec = tmp_path / "refused.toml"
+    spec.write_text(spec_text("refused"))
+    base = postgres_databases.base.rsplit("/", 1)[0] + "/regstudy_no_such_database"
+    tracking = tmp_path / "mlflow.db"
+    result = subprocess.run(
+        [sys.executable, "-m", "core", "run", str(spec), "--storage",
+         with_password(base, PASSWORD), "--tracking-uri", f"sqlite:///{tracking}"],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("regstudy: error: --storage")
+    assert result.stderr.count("\n") == 1
+    assert "regstudy_no_such_database" in result.stderr
+    assert PASSWORD not in result.stderr + result.stdout
+    assert not tracking.exists()
