@@ -72,7 +72,7 @@ def _number(value: float, unit: str) -> str:
     if not math.isfinite(value):
         return "n/a"
     if unit == "x":
-        return f"{value:.2f}x"
+        return f"{value:.3f}x" if abs(value) < 0.1 else f"{value:.2f}x"
     if unit == "%":
         return f"{value:.1f}%"
     if unit == "pts":

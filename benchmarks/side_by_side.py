@@ -59,7 +59,7 @@ def configurations(
             )
     for dtype in (np.float64, np.float32):
         runs.append((f"sklearn/default/{dtype.__name__}", limited(None, run_sklearn, dtype=dtype)))
-        for threads in {1, 2} - {sklearn_threads}:
+        for threads in sorted({1, 2} - {sklearn_threads}):
             key = f"sklearn/{threads}t/{dtype.__name__}"
             runs.append((key, limited(threads, run_sklearn, dtype=dtype)))
     if with_torch:
