@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from mlflow import MlflowClient
+
+# MLflow reports usage to its makers by default; a study's runs talk to its own stores only.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from mlflow import MlflowClient  # noqa: E402 - after the telemetry switch above
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 

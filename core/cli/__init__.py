@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli.args import positive_int
 from core.study.errors import TooManyFailures
 from core.study.interrupts import Terminated, raise_terminated
 
@@ -358,7 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("spec", help="path to studies/NAME.toml")
     run.add_argument(
         "--trials",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="total finished trials per study (default: the spec's n_trials)",
     )
@@ -367,13 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="worker processes on this machine, sharing the storage (default 1)",
     )
     run.add_argument(
         "--blas-threads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="BLAS threads per process (default: the library's own; 1 per worker "
         "when --workers > 1)",
@@ -398,13 +399,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument(
         "--trials",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="total finished trials per study (default: the spec's n_trials)",
     )
     worker.add_argument(
         "--blas-threads",
-        type=_positive_int,
+        type=positive_int,
         default=1,
         help="BLAS threads of this worker (default 1)",
     )
@@ -434,19 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"must be a port number in 1..65535; got {text!r}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
     return value
 
 
@@ -455,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "quiet", False), getattr(args, "verbose", False))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # No usage reports from MLflow (also for `regstudy ui`, whose server inherits this).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     try:
         return args.func(args)

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from core.cli.args import positive_int
+
 REPORTS_DIR = Path("reports")
 
 
@@ -43,7 +45,7 @@ def add_report_command(subparsers: argparse._SubParsersAction) -> argparse.Argum
     )
     report.add_argument(
         "--seeds",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="re-evaluation seeds K (default: the spec's [report] seeds)",
     )
@@ -92,13 +94,3 @@ def cmd_report(args: argparse.Namespace) -> int:
     lines.append(f"built in {time.monotonic() - started:.0f} s")
     print("\n".join(lines))
     return 0
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
-    return value
