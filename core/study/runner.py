@@ -33,7 +33,7 @@ from core.study.loop import (
 )
 from core.study.objective import Objective, load_splits
 from core.study.space import grid_space
-from core.study.spec import ARMS, NOT_IDENTITY, Spec, SpecError
+from core.study.spec import ARMS, Spec, SpecError
 from core.study.urls import (
     check_distinct,
     check_storage_url,
@@ -137,7 +137,7 @@ def _check_compatible(spec: Spec, study_name: str, stored: str | None, storage_u
     if stored is None:
         return
     old = flatten(json.loads(stored))
-    new = flatten(_spec_identity(spec))
+    new = flatten(spec.identity())
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             raise SpecError(
@@ -146,14 +146,6 @@ def _check_compatible(spec: Spec, study_name: str, stored: str | None, storage_u
                 f"spec a new [study] name (for example {study_name.split('/')[0] + '-2'!r}) "
                 "or restore the old value"
             )
-
-
-def _spec_identity(spec: Spec) -> dict:
-    data = spec.resolved()
-    for key in NOT_IDENTITY:
-        data["study"].pop(key, None)
-    data.pop("report", None)
-    return data
 
 
 def open_study(
@@ -180,7 +172,7 @@ def open_study(
         )
         attrs = study.user_attrs
         if SPEC_ATTR not in attrs:
-            study.set_user_attr(SPEC_ATTR, json.dumps(_spec_identity(spec), sort_keys=True))
+            study.set_user_attr(SPEC_ATTR, json.dumps(spec.identity(), sort_keys=True))
             study.set_user_attr("spec_hash", spec.fingerprint())
             study.set_user_attr("study_seed", spec.study.seed)
             if ref.arm is not None:

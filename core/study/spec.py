@@ -301,14 +301,18 @@ class Spec(_Section):
         """Every value, defaults filled in, as plain TOML-ready data."""
         return self.model_dump(mode="json", exclude_none=True)
 
-    def fingerprint(self, *, exclude_budget: bool = True) -> str:
-        """Hash of the values that shape trials (not the trial budget nor the report)."""
+    def identity(self) -> dict[str, Any]:
+        """The values that shape trials: everything but the budget, liveness settings and
+        the report. A study may only be resumed with the same identity."""
         data = self.resolved()
-        if exclude_budget:
-            for key in NOT_IDENTITY:
-                data["study"].pop(key, None)
-            data.pop("report", None)
-        text = json.dumps(data, sort_keys=True)
+        for key in NOT_IDENTITY:
+            data["study"].pop(key, None)
+        data.pop("report", None)
+        return data
+
+    def fingerprint(self) -> str:
+        """A short hash of ``identity()``."""
+        text = json.dumps(self.identity(), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -188,8 +188,7 @@ def trials_of(storage: optuna.storages.RDBStorage, study_name: str):
     return study.get_trials(deepcopy=False)
 
 
-def child_runs(tracking_uri: str, study_name: str, experiment: str | None = None) -> list:
-    """Every trial run of ``study_name`` in the experiment named after the spec."""
+def _runs(tracking_uri: str, study_name: str, role: str, experiment: str | None) -> list:
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri)
@@ -198,20 +197,16 @@ def child_runs(tracking_uri: str, study_name: str, experiment: str | None = None
         return []
     return client.search_runs(
         [found.experiment_id],
-        filter_string=f"tags.role = 'trial' and tags.study = '{study_name}'",
+        filter_string=f"tags.role = '{role}' and tags.study = '{study_name}'",
         max_results=1000,
     )
+
+
+def child_runs(tracking_uri: str, study_name: str, experiment: str | None = None) -> list:
+    """Every trial run of ``study_name`` in the experiment named after the spec."""
+    return _runs(tracking_uri, study_name, "trial", experiment)
 
 
 def parent_runs(tracking_uri: str, study_name: str, experiment: str | None = None) -> list:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(tracking_uri)
-    found = client.get_experiment_by_name(experiment or study_name)
-    if found is None:
-        return []
-    return client.search_runs(
-        [found.experiment_id],
-        filter_string=f"tags.role = 'study' and tags.study = '{study_name}'",
-        max_results=1000,
-    )
+    """The parent run(s) of ``study_name``."""
+    return _runs(tracking_uri, study_name, "study", experiment)
