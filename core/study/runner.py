@@ -32,8 +32,11 @@ from core.study.loop import (
     study_lock,
 )
 from core.study.objective import Objective, load_splits
+from core.study.pruning import SnapshotPruner
 from core.study.space import grid_space
 from core.study.spec import ARMS, Spec, SpecError
+from core.study.sqlite import use_wal
+from core.study.storage import FLUSH_SECONDS, BatchedRDBStorage
 from core.study.urls import (
     check_distinct,
     check_storage_url,
@@ -65,8 +68,9 @@ def study_refs(spec: Spec) -> list[StudyRef]:
     return [StudyRef(f"{spec.study.name}/{arm}", arm) for arm in arms]
 
 
-def make_storage(url: str, spec: Spec) -> optuna.storages.RDBStorage:
-    """An RDB storage with heartbeats, so trials of killed workers are failed, not stuck."""
+def make_storage(url: str, spec: Spec) -> BatchedRDBStorage:
+    """An RDB storage with heartbeats, so trials of killed workers are failed, not stuck,
+    that writes per-epoch reports in batches (``core.study.storage``)."""
     check_storage_url(url)
     engine_kwargs: dict = {"pool_pre_ping": True}
     if url.startswith("sqlite"):
@@ -75,11 +79,13 @@ def make_storage(url: str, spec: Spec) -> optuna.storages.RDBStorage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.storages.RDBStorage(
+            return BatchedRDBStorage(
                 url,
                 engine_kwargs=engine_kwargs,
                 heartbeat_interval=spec.study.heartbeat_interval,
                 grace_period=spec.study.grace_period,
+                # A running trial's reports reach the database as often as its heartbeat.
+                flush_seconds=min(FLUSH_SECONDS, spec.study.heartbeat_interval),
             )
     except Exception as error:  # SQLAlchemy raises many kinds; report one line
         raise StorageError(_storage_message(url, error)) from None
@@ -111,14 +117,19 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
+    """The spec's pruner, reading the study once per trial (``SnapshotPruner``)."""
     epochs = spec.train.max_epochs
     if spec.study.pruner == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
-    if spec.study.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(
+        pruner = optuna.pruners.MedianPruner(
+            n_startup_trials=5, n_warmup_steps=max(1, epochs // 5)
+        )
+    elif spec.study.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(
             min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3
         )
-    return optuna.pruners.NopPruner()
+    else:
+        return optuna.pruners.NopPruner()
+    return SnapshotPruner(pruner)
 
 
 def sampler_seed(study_seed: int, attach_index: int) -> int:
@@ -239,9 +250,11 @@ def open_stores(
         tracker = None
         if tracking_uri is not None:
             with sqlite_lock(tracking_uri):
+                use_wal(tracking_uri)
                 tracker = open_tracker(tracking_uri, spec)
         try:
             with schema_lock(storage_url):  # schema creation, once, whoever comes first
+                use_wal(storage_url)
                 storage = make_storage(storage_url, spec)
         except StorageError:
             raise

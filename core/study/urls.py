@@ -95,7 +95,8 @@ def check_tracking_uri(uri: str) -> str:
 
 
 def _is_mlflow_store(path: Path) -> bool:
-    """True for an empty file or a SQLite database holding MLflow's tables."""
+    """True for an empty file, a SQLite database without tables (another worker has just
+    created it) or one holding MLflow's tables."""
     import sqlite3
 
     if path.stat().st_size == 0:
@@ -105,7 +106,7 @@ def _is_mlflow_store(path: Path) -> bool:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError:
         return False
-    return {"experiments", "runs"} <= tables
+    return not tables or {"experiments", "runs"} <= tables
 
 
 def check_distinct(storage_url: str, tracking_uri: str | None) -> None:

@@ -10,14 +10,15 @@ import subprocess
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import sqlalchemy
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
+from core.study import runner
 from core.study.interrupts import Terminated, raise_terminated
 from core.study.runner import run_study
+from core.study.storage import BatchedRDBStorage
 
 from .helpers import (
     child_runs,
@@ -197,13 +198,15 @@ def test_sigterm_mid_trial_exits_non_zero_and_closes_the_trial_and_its_run(tmp_p
     assert parent.info.status == "KILLED"
 
 
-class _InterruptedStorage(optuna.storages.RDBStorage):
-    """An RDB storage that receives a real SIGTERM in the middle of a database read, right
-    after SQLite stepped a SELECT following the third epoch report. Busy waits last 1 s, not
-    the runner's 60 s, so a lock left behind would show up quickly."""
+class _InterruptedStorage(BatchedRDBStorage):
+    """The runner's storage, writing every epoch report at once, that receives a real
+    SIGTERM in the middle of a database read, right after SQLite stepped a SELECT following
+    the third epoch report. Busy waits last 1 s, not the runner's 60 s, so a lock left
+    behind would show up quickly."""
 
     def __init__(self, url, *args, engine_kwargs=None, **kwargs):
         kwargs["engine_kwargs"] = {**(engine_kwargs or {}), "connect_args": {"timeout": 1}}
+        kwargs["flush_seconds"] = 0.0
         super().__init__(url, *args, **kwargs)
         reports: list[str] = []
         fired: list[str] = []
@@ -223,7 +226,7 @@ def test_sigterm_landing_in_a_storage_read_still_fails_the_trial_and_closes_its_
     tmp_path, optuna_url, mlflow_uri, monkeypatch
 ):
     spec = load(tmp_path, "sigterm-read", study={"n_trials": 1}, train={"max_epochs": 6})
-    monkeypatch.setattr(optuna.storages, "RDBStorage", _InterruptedStorage)
+    monkeypatch.setattr(runner, "BatchedRDBStorage", _InterruptedStorage)
     # As the command line does: SIGTERM raises Terminated outside the trial loop.
     previous = signal.signal(signal.SIGTERM, raise_terminated)
     started = time.monotonic()
