@@ -669,28 +669,21 @@ def _shift_images(
     raw = np.asarray(X, dtype=np.float64)
     if mean is not None and scale is not None:
         raw = raw * scale + mean
-    images = raw.reshape(-1, height, width)
-    shifted = np.zeros_like(images)  # background: raw intensity 0
-    offsets = rng.integers(-max_shift, max_shift + 1, size=(len(images), 2))
-    pairs, group = np.unique(offsets, axis=0, return_inverse=True)
-    group = group.ravel()
-    for g, (dy, dx) in enumerate(pairs):
-        if abs(dy) >= height or abs(dx) >= width:
-            continue  # the whole image moves out of frame; only background remains
-        rows = np.flatnonzero(group == g)
-        dst_y, src_y = _window(int(dy), height)
-        dst_x, src_x = _window(int(dx), width)
-        shifted[rows, dst_y, dst_x] = images[rows, src_y, src_x]
-    out = shifted.reshape(len(images), -1)
+    n = len(raw)
+    m = max_shift
+    # Every image at once: pad with background (raw intensity 0) by the largest shift, then
+    # gather each image's window. shifted[y, x] = image[y - dy, x - dx], background where
+    # that falls outside the image.
+    padded = np.zeros((n, height + 2 * m, width + 2 * m))
+    padded[:, m : m + height, m : m + width] = raw.reshape(n, height, width)
+    offsets = rng.integers(-max_shift, max_shift + 1, size=(n, 2))
+    src_y = np.arange(height) - offsets[:, :1] + m  # (n, height)
+    src_x = np.arange(width) - offsets[:, 1:] + m  # (n, width)
+    index = (src_y[:, :, None] * (width + 2 * m) + src_x[:, None, :]).reshape(n, -1)
+    shifted = np.take_along_axis(padded.reshape(n, -1), index, axis=1)
+    out = shifted
     if mean is not None and scale is not None:
         out = (out - mean) / scale
         if constant is not None:
             out[:, constant] = 0.0
     return out.astype(X.dtype)
-
-
-def _window(offset: int, size: int) -> tuple[slice, slice]:
-    """Destination and source slices that move a length-``size`` axis by ``offset``."""
-    if offset >= 0:
-        return slice(offset, size), slice(0, size - offset)
-    return slice(0, size + offset), slice(-offset, size)
