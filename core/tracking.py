@@ -94,6 +94,16 @@ class Tracker:
         self.spec_hash = spec.fingerprint()
         self.experiment_id = self._experiment(spec.study.name)
 
+    def close(self) -> None:
+        """Close the pooled connections of a SQLite store (MLflow keeps one store per URI
+        for the process), so the file can leave WAL mode; a later call reconnects."""
+        # MLflow offers no public way to reach its store's engine; a store without one
+        # (a tracking server) has nothing to close.
+        store = getattr(getattr(self.client, "_tracking_client", None), "store", None)
+        engine = getattr(store, "engine", None)
+        if engine is not None:
+            engine.dispose()
+
     def _experiment(self, name: str) -> str:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:

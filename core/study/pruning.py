@@ -5,7 +5,9 @@ on a database that is one query per epoch, longer than a digits epoch takes to t
 ``SnapshotPruner`` hands the pruner it wraps a view of the study whose trial list is read
 once per trial and again only after ``refresh_seconds``. Completed trials never change,
 so with one worker the decisions are exactly those of the bare pruner; with several, a
-trial that completes elsewhere joins the comparison at the next refresh.
+trial that completes elsewhere joins the comparison at the next refresh. Meant for
+pruners that read the study through ``get_trials`` (median, percentile); Optuna's
+hyperband builds studies of its own from the storage and gains nothing from it.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ class SnapshotPruner(optuna.pruners.BasePruner):
     first asks and renewed every ``refresh_seconds``.
 
     Args:
-        pruner: Any Optuna pruner that reads other trials through ``study.get_trials``.
+        pruner: An Optuna pruner that reads other trials through ``study.get_trials``.
         refresh_seconds: Longest a snapshot is used within one trial.
     """
 

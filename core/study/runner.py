@@ -35,7 +35,7 @@ from core.study.objective import Objective, load_splits
 from core.study.pruning import SnapshotPruner
 from core.study.space import grid_space
 from core.study.spec import ARMS, Spec, SpecError
-from core.study.sqlite import use_wal
+from core.study.sqlite import leave_wal, use_wal
 from core.study.storage import FLUSH_SECONDS, BatchedRDBStorage
 from core.study.urls import (
     check_distinct,
@@ -117,19 +117,20 @@ class _GridSampler(optuna.samplers.GridSampler):
 
 
 def make_pruner(spec: Spec) -> optuna.pruners.BasePruner:
-    """The spec's pruner, reading the study once per trial (``SnapshotPruner``)."""
+    """The spec's pruner. The median pruner reads the study once per trial
+    (``SnapshotPruner``); hyperband reads it only at its rungs and stays bare, since it
+    wraps the study it is given in per-bracket studies of its own and samplers look for a
+    bare ``HyperbandPruner`` to see those brackets."""
     epochs = spec.train.max_epochs
     if spec.study.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(
-            n_startup_trials=5, n_warmup_steps=max(1, epochs // 5)
+        return SnapshotPruner(
+            optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=max(1, epochs // 5))
         )
-    elif spec.study.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(
+    if spec.study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner(
             min_resource=max(1, epochs // 10), max_resource=epochs, reduction_factor=3
         )
-    else:
-        return optuna.pruners.NopPruner()
-    return SnapshotPruner(pruner)
+    return optuna.pruners.NopPruner()
 
 
 def sampler_seed(study_seed: int, attach_index: int) -> int:
@@ -224,11 +225,18 @@ def run_study(
     total = n_trials or spec.study.n_trials
     storage, studies, tracker = open_stores(spec, storage_url, tracking_uri)
     splits = load_splits(spec)
-    for ref, study in zip(study_refs(spec), studies, strict=True):
-        _run_one(
-            spec, study, ref, splits, tracker, _budget(spec, ref, total), callbacks, on_study,
-            storage, storage_url,
-        )  # fmt: skip
+    try:
+        for ref, study in zip(study_refs(spec), studies, strict=True):
+            _run_one(
+                spec, study, ref, splits, tracker, _budget(spec, ref, total), callbacks,
+                on_study, storage, storage_url,
+            )  # fmt: skip
+    finally:
+        storage.engine.dispose()
+        leave_wal(storage_url)
+        if tracker is not None:
+            tracker.close()
+            leave_wal(tracker.tracking_uri)
     return studies
 
 

@@ -7,7 +7,9 @@ disk is synced at checkpoints: measured here, an MLflow batch of 371 metrics wen
 71 ms to 38 ms and a run's creation from 11 ms to 6 ms. Readers and one writer no longer
 block each other, which the workers of one machine sharing a file also gain from. A crash
 of the process loses nothing; a power cut may lose the last commits, never the file.
-WAL needs a local disk (not a network file system), as SQLite's locking always did.
+WAL needs a local disk (not a network file system), as SQLite's locking always did. A run
+switches the files back to the rollback journal when it ends, if no other worker has them
+open (``leave_wal``).
 """
 
 from __future__ import annotations
@@ -45,6 +47,25 @@ def use_wal(url: str) -> None:
         return
     if mode != "wal":
         logger.info("%s stays in journal mode %s", path, mode)
+
+
+def leave_wal(url: str) -> bool:
+    """Back to the rollback journal, if no other connection has the file open: the file at
+    rest is then one file again, which a copy of ``*.db`` catches whole and a reader
+    without write access to its directory can open. Returns whether it switched; a file
+    still in use stays in WAL mode (its last user switches it)."""
+    if not url.startswith("sqlite:///"):
+        return False
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(path, timeout=0.2)) as db:
+            mode = db.execute("PRAGMA journal_mode=DELETE").fetchone()[0]
+    except sqlite3.Error as error:
+        logger.debug("%s stays in WAL mode: %s", path, error)
+        return False
+    return mode == "delete"
 
 
 _listening = False

@@ -11,10 +11,12 @@ so a finished trial is complete in the database. Params, system attributes and s
 are written at once, as before: samplers of other workers read running trials' params
 (TPE's constant liar) and pruners write their rungs as system attributes.
 
-What this process reads back sees its own buffered writes. Another process sees a running
-trial's latest values up to ``flush_seconds`` late; pruners compare completed trials only,
-so their decisions do not change. A worker that dies loses its running trial's unwritten
-values, and the heartbeat fails that trial anyway.
+``get_trial`` in this process sees the trial's buffered writes (Optuna's ``tell`` reads a
+pruned trial's last value that way); listing the study's trials shows what the database
+holds, as another process sees it: a running trial's latest values up to
+``flush_seconds`` late. Pruners compare completed trials only, so their decisions do not
+change. A worker that dies loses its running trial's unwritten values, and the heartbeat
+fails that trial anyway. A failed flush keeps the buffer for the next attempt.
 """
 
 from __future__ import annotations
@@ -64,12 +66,14 @@ class BatchedRDBStorage(RDBStorage):
         self.flush_seconds = flush_seconds
         self._buffers: dict[int, _Buffer] = {}
         self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()  # flushes of one trial commit in order
         self._reporting: set[int] = set()  # trials whose first report is written
         self.flushes = 0  # transactions written by flush(), for tests and benchmarks
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
         state.pop("_buffer_lock", None)
+        state.pop("_flush_lock", None)
         state["_buffers"] = {}
         state["_reporting"] = set()
         return state
@@ -77,6 +81,7 @@ class BatchedRDBStorage(RDBStorage):
     def __setstate__(self, state: dict[Any, Any]) -> None:
         super().__setstate__(state)
         self._buffer_lock = threading.Lock()
+        self._flush_lock = threading.Lock()
 
     def set_trial_intermediate_value(
         self, trial_id: int, step: int, intermediate_value: float
@@ -94,7 +99,9 @@ class BatchedRDBStorage(RDBStorage):
             self._flush_if_due(trial_id)
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
-        json.dumps(value)  # not JSON: fail here, as RDBStorage would, not at the flush
+        # Not JSON: fail here, as RDBStorage would, not at the flush. The round trip is also
+        # the copy kept, so a list changed by the caller afterwards is stored as it was.
+        value = json.loads(json.dumps(value))
         with self._buffer_lock:
             buffer = self._buffers.setdefault(trial_id, _Buffer())
             if not buffer:
@@ -114,6 +121,12 @@ class BatchedRDBStorage(RDBStorage):
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = super().get_trial(trial_id)
         with self._buffer_lock:
+            if trial.state.is_finished():
+                # Finished elsewhere (a heartbeat failed it): the database refuses the
+                # buffered writes, so they are dropped rather than shown.
+                self._buffers.pop(trial_id, None)
+                self._reporting.discard(trial_id)
+                return trial
             buffer = self._buffers.get(trial_id)
             if not buffer:
                 return trial
@@ -130,18 +143,34 @@ class BatchedRDBStorage(RDBStorage):
         if buffer and time.monotonic() - buffer.since >= self.flush_seconds:
             self.flush(trial_id)
 
-    def flush(self, trial_id: int | None = None) -> None:
-        """Write the buffered values and attributes of one trial (or of all) now.
+    def flush(self, trial_id: int) -> None:
+        """Write the trial's buffered values and attributes now.
 
         Raises ``optuna.exceptions.UpdateFinishedTrialError`` when the trial finished
         meanwhile (a heartbeat failed it); its buffer is dropped, as the database refuses
-        writes to finished trials anyway.
+        writes to finished trials anyway. Any other error puts the buffer back (writes
+        made since take precedence) and propagates.
         """
-        with self._buffer_lock:
-            ids = list(self._buffers) if trial_id is None else [trial_id]
-            taken = {i: self._buffers.pop(i) for i in ids if self._buffers.get(i)}
-        for tid, buffer in taken.items():
-            self._write(tid, buffer)
+        with self._flush_lock:
+            with self._buffer_lock:
+                buffer = self._buffers.pop(trial_id, None)
+            if not buffer:
+                return
+            try:
+                self._write(trial_id, buffer)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                with self._buffer_lock:
+                    self._reporting.discard(trial_id)
+                raise
+            except BaseException:
+                with self._buffer_lock:
+                    newer = self._buffers.get(trial_id, _Buffer())
+                    self._buffers[trial_id] = _Buffer(
+                        values={**buffer.values, **newer.values},
+                        attrs={**buffer.attrs, **newer.attrs},
+                        since=buffer.since,
+                    )
+                raise
 
     def _write(self, trial_id: int, buffer: _Buffer) -> None:
         with _create_scoped_session(self.scoped_session) as session:
@@ -174,10 +203,3 @@ class BatchedRDBStorage(RDBStorage):
                     session, models.TrialUserAttributeModel, trial_id, key, value
                 )
         self.flushes += 1
-
-
-def flush_all(storage: optuna.storages.BaseStorage) -> None:
-    """Flush a ``BatchedRDBStorage`` (bare or inside Optuna's cache); others write at once."""
-    backend = getattr(storage, "_backend", storage)
-    if isinstance(backend, BatchedRDBStorage):
-        backend.flush()

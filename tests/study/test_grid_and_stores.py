@@ -3,6 +3,9 @@ line before anything is written; the parent run charts the optimization history.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState
@@ -69,3 +72,30 @@ def test_min_delta_is_checked_with_the_spec(tmp_path):
     assert result.returncode == 2
     assert "min_delta" in result.stderr and "-1.0" in result.stderr
     assert not (tmp_path / "o.db").exists() and not (tmp_path / "m.db").exists()
+
+
+def _journal_mode(path) -> str:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return db.execute("PRAGMA journal_mode").fetchone()[0]
+
+
+def test_sqlite_stores_run_in_wal_mode_and_rest_as_single_files(tmp_path):
+    spec = load(tmp_path, "wal", study={"n_trials": 2})
+    optuna_db, mlflow_db = tmp_path / "optuna.db", tmp_path / "mlflow.db"
+    seen: list[tuple[str, str]] = []
+
+    def during_the_study(study, trial) -> None:
+        seen.append((_journal_mode(optuna_db), _journal_mode(mlflow_db)))
+
+    run_study(
+        spec,
+        storage_url=f"sqlite:///{optuna_db}",
+        tracking_uri=f"sqlite:///{mlflow_db}",
+        callbacks=[during_the_study],
+    )
+    assert seen == [("wal", "wal")] * 2
+    assert (_journal_mode(optuna_db), _journal_mode(mlflow_db)) == ("delete", "delete")
+    assert not (tmp_path / "optuna.db-wal").exists()
+    # At rest the one file holds every trial: a copy of it alone misses nothing.
+    with contextlib.closing(sqlite3.connect(f"file:{optuna_db}?mode=ro", uri=True)) as db:
+        assert db.execute("SELECT count(*) FROM trials").fetchone()[0] == 2
