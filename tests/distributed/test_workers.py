@@ -26,8 +26,13 @@ PASSWORD = "s3cret-pw-4417"
 N_TRIALS = 12
 
 
-def spec_text(name: str, *, epochs: int = 4, hidden: int = 8) -> str:
-    return f"""
+def spec_text(name: str, *, epochs: int = 4, hidden: int = 8, long: bool = False) -> str:
+    """A spec; ``long`` trials run every epoch (no early stopping), so a signal sent once a
+    trial has reported lands inside it."""
+    search = "\n[search]\npatience = [100000, 100000]\n" if long else ""
+    return (
+        search
+        + f"""
 [study]
 name = "{name}"
 n_trials = {N_TRIALS}
@@ -44,6 +49,7 @@ hidden = [{hidden}]
 [train]
 max_epochs = {epochs}
 """
+    )
 
 
 def with_password(url: str, password: str) -> str:
@@ -182,7 +188,7 @@ def test_sigkilled_worker_leaves_nothing_running_after_a_replacement(
     name = f"kill-{kill_point}"
     spec = tmp_path / "kill.toml"
     # Long enough trials that the kill lands inside one.
-    spec.write_text(spec_text(name, epochs=400, hidden=32))
+    spec.write_text(spec_text(name, epochs=400, hidden=32, long=True))
     storage = postgres_url
     victim = start_worker(spec, storage, mlflow_server)
     survivor = start_worker(spec, storage, mlflow_server)
@@ -210,7 +216,7 @@ def test_sigterm_stops_a_worker_after_marking_its_trial_and_run(
     postgres_url, mlflow_server, tmp_path
 ):
     spec = tmp_path / "term.toml"
-    spec.write_text(spec_text("term", epochs=400, hidden=32))
+    spec.write_text(spec_text("term", epochs=400, hidden=32, long=True))
     worker = start_worker(spec, postgres_url, mlflow_server)
     try:
         wait_for(lambda: _first_report(postgres_url, "term"), timeout=120)
