@@ -1,7 +1,8 @@
 """Sections 4 and 5: what Optuna and MLflow add to a study, and how trials scale with workers.
 
-Section 4 runs the first trials of ``studies/digits.toml`` three ways, interleaved:
-Optuna in SQLite with MLflow in SQLite (what ``regstudy run`` does), Optuna in SQLite
+Section 4 runs the first trials of ``studies/digits.toml`` four ways, interleaved:
+Optuna in SQLite with MLflow in SQLite (what ``regstudy run`` does), the same with MLflow
+on an ``mlflow server`` on loopback (the many-machines set-up), Optuna in SQLite
 without tracking (``--no-tracking``), and Optuna in memory without tracking (the same
 objective and trial loop on ``optuna.storages.InMemoryStorage``). The trainer's own time in
 every trial is measured inside the same runs by timing ``run_configuration`` minus the
@@ -12,8 +13,14 @@ study with one and with two worker processes.
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +35,7 @@ DIGITS_TRIALS = 150  # studies/digits.toml's budget, for the projection
 OVERHEAD_TARGET = 5.0  # percent of the wall time
 WORKERS_TARGET = 1.8  # two workers against one, trials per minute
 
-CONFIGS = ("sqlite+mlflow", "sqlite", "memory")
+CONFIGS = ("sqlite+mlflow", "sqlite+server", "sqlite", "memory")
 
 # Section 5's study: fixed work per trial (no pruning; patience can only fire if the first
 # epoch is the best of twenty), sampled at random so neither run depends on the other's
@@ -118,15 +125,70 @@ def _run_in_memory(spec, n_trials: int):
     return study
 
 
-def _run_config(config: str, spec, n_trials: int, directory: Path):
+def _run_config(config: str, spec, n_trials: int, directory: Path, server: str | None):
     from core.study.runner import run_study
 
     if config == "memory":
         return _run_in_memory(spec, n_trials)
-    tracking = f"sqlite:///{directory}/mlflow.db" if config == "sqlite+mlflow" else None
+    tracking = {
+        "sqlite+mlflow": f"sqlite:///{directory}/mlflow.db",
+        "sqlite+server": server,
+    }.get(config)
     storage = f"sqlite:///{directory}/optuna.db"
     (study,) = run_study(spec, storage_url=storage, tracking_uri=tracking, n_trials=n_trials)
     return study
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+@contextlib.contextmanager
+def mlflow_server(directory: Path) -> Iterator[str]:
+    """``mlflow server`` on a free loopback port with a SQLite store in ``directory``, as
+    the many-machines set-up runs it (there on PostgreSQL); stopped on exit."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = (directory / "server.log").open("w")
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "mlflow", "server",
+            "--backend-store-uri", f"sqlite:///{directory}/server.db",
+            "--artifacts-destination", (directory / "artifacts").as_uri(),
+            "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+        ],
+        cwd=directory,
+        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if server.poll() is not None:
+                text = (directory / "server.log").read_text()
+                raise RuntimeError(f"mlflow server exited: {text[-2000:]}")
+            try:
+                with _NO_PROXY.open(f"{url}/health", timeout=5) as response:
+                    if response.read().strip() == b"OK":
+                        break
+            except OSError:
+                pass  # not listening yet
+            if time.monotonic() > deadline:
+                raise RuntimeError("mlflow server did not answer /health within 120 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(server.pid, signal.SIGKILL)
+                server.wait(timeout=20)
+        log.close()
 
 
 def _trial_loop_seconds(study) -> float:
@@ -149,10 +211,14 @@ def measure_overhead(n_trials: int, repeats: int) -> dict[str, Any]:
     for repeat in range(repeats):
         for config in rotated(CONFIGS, repeat):
             clock = TrainerClock()
-            with tempfile.TemporaryDirectory(prefix="regstudy-bench-") as directory:
+            with contextlib.ExitStack() as stack:
+                directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+                server = None
+                if config == "sqlite+server":  # started and stopped outside the timing
+                    server = stack.enter_context(mlflow_server(directory))
                 with clock.installed():
                     started = time.perf_counter()
-                    study = _run_config(config, spec, n_trials, Path(directory))
+                    study = _run_config(config, spec, n_trials, directory, server)
                     wall = time.perf_counter() - started
                 figures[config]["wall"].add(wall)
                 figures[config]["loop"].add(_trial_loop_seconds(study))
@@ -188,7 +254,7 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
     per_trial_full = trainer["sqlite+mlflow"] / n + loop_rest["sqlite+mlflow"] / n
     projected_full = setup["sqlite+mlflow"] + DIGITS_TRIALS * per_trial_full
     projected_extra = setup["sqlite+mlflow"] - setup["memory"] + DIGITS_TRIALS * per_trial_extra
-    same = "same trials in all three" if result["same_trials"] else "TRIALS DIFFER between runs"
+    same = "same trials in all four" if result["same_trials"] else "TRIALS DIFFER between runs"
     section = "4 study"
     name = f"digits.toml x{n}"
     return [
@@ -212,6 +278,21 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
             "%",
             OVERHEAD_TARGET,
             detail=f"setup {setup['sqlite+mlflow']:.1f} s + {DIGITS_TRIALS} x per-trial",
+        ),
+        Row(
+            section,
+            f"{name}: the same with MLflow on a server (loopback), share of wall",
+            "eval",
+            (rest["sqlite+server"] - rest["memory"]) / wall["sqlite+server"] * 100,
+            "%",
+            detail="each REST call waits for the server's own database write",
+        ),
+        Row(
+            section,
+            "per trial: MLflow server tracking, worker side",
+            "-",
+            (loop_rest["sqlite+server"] - loop_rest["sqlite"]) / n * 1e3,
+            "ms",
         ),
         Row(
             section,
