@@ -13,14 +13,8 @@ study with one and with two worker processes.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +22,7 @@ from unittest import mock
 
 from benchmarks.measure import Samples, rotated
 from benchmarks.report import Row
+from core.testing import mlflow_server
 
 REPO = Path(__file__).resolve().parents[1]
 DIGITS_SPEC = REPO / "studies" / "digits.toml"
@@ -139,58 +134,6 @@ def _run_config(config: str, spec, n_trials: int, directory: Path, server: str |
     return study
 
 
-_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-
-@contextlib.contextmanager
-def mlflow_server(directory: Path) -> Iterator[str]:
-    """``mlflow server`` on a free loopback port with a SQLite store in ``directory``, as
-    the many-machines set-up runs it (there on PostgreSQL); stopped on exit."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log = (directory / "server.log").open("w")
-    server = subprocess.Popen(
-        [
-            sys.executable, "-m", "mlflow", "server",
-            "--backend-store-uri", f"sqlite:///{directory}/server.db",
-            "--artifacts-destination", (directory / "artifacts").as_uri(),
-            "--serve-artifacts", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-        ],
-        cwd=directory,
-        env=dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false"),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if server.poll() is not None:
-                text = (directory / "server.log").read_text()
-                raise RuntimeError(f"mlflow server exited: {text[-2000:]}")
-            try:
-                with _NO_PROXY.open(f"{url}/health", timeout=5) as response:
-                    if response.read().strip() == b"OK":
-                        break
-            except OSError:
-                pass  # not listening yet
-            if time.monotonic() > deadline:
-                raise RuntimeError("mlflow server did not answer /health within 120 s")
-            time.sleep(0.5)
-        yield url
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=20)
-        log.close()
-
-
 def _trial_loop_seconds(study) -> float:
     """From the first trial's start to the last trial's end, as Optuna recorded them."""
     trials = [t for t in study.trials if t.datetime_start and t.datetime_complete]
@@ -215,7 +158,8 @@ def measure_overhead(n_trials: int, repeats: int) -> dict[str, Any]:
                 directory = Path(stack.enter_context(tempfile.TemporaryDirectory()))
                 server = None
                 if config == "sqlite+server":  # started and stopped outside the timing
-                    server = stack.enter_context(mlflow_server(directory))
+                    backend = f"sqlite:///{directory}/server.db"
+                    server = stack.enter_context(mlflow_server(backend, directory))
                 with clock.installed():
                     started = time.perf_counter()
                     study = _run_config(config, spec, n_trials, directory, server)

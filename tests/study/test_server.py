@@ -4,12 +4,6 @@ other clients see it: the parent run, one child per trial, complete metric histo
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -18,19 +12,14 @@ import pytest
 from optuna.trial import TrialState
 
 from core.study.runner import run_study
+from core.testing import NO_PROXY, mlflow_server
 
 from .helpers import load
 
 # No proxy, whatever the environment says: requests go to our own 127.0.0.1 server only.
-OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+OPENER = NO_PROXY
 EPOCHS = 4
 N_TRIALS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(base: str, path: str, **query) -> dict:
@@ -60,56 +49,8 @@ def served_study(tmp_path_factory):
     (study,) = run_study(
         spec, storage_url=f"sqlite:///{directory / 'optuna.db'}", tracking_uri=tracking_uri
     )
-    port = free_port()
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    log = open(directory / "server.log", "w")  # noqa: SIM115 (closed in teardown)
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mlflow",
-            "server",
-            "--backend-store-uri",
-            tracking_uri,
-            "--default-artifact-root",
-            (directory / "mlartifacts").as_uri(),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            "1",
-        ],
-        cwd=directory,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"mlflow server exited: {(directory / 'server.log').read_text()}")
-            try:
-                if get(base, "/health").get("text", "").strip() == "OK":
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("mlflow server did not answer /health within 60 s")
-            time.sleep(0.3)
+    with mlflow_server(tracking_uri, directory, artifacts="direct", timeout=60) as base:
         yield base, study
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait(timeout=15)
-        log.close()
 
 
 def test_server_lists_the_parent_and_one_child_per_trial_with_full_histories(served_study):
