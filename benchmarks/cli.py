@@ -39,7 +39,7 @@ FULL = Settings(
     large_repeats=3,
     study_trials=10,
     study_repeats=2,
-    worker_trials=16,
+    worker_trials=40,
     worker_repeats=2,
 )
 QUICK = Settings(
@@ -51,7 +51,7 @@ QUICK = Settings(
     large_repeats=1,
     study_trials=3,
     study_repeats=1,
-    worker_trials=4,
+    worker_trials=8,
     worker_repeats=1,
 )
 

@@ -15,7 +15,8 @@ import numpy as np
 
 from benchmarks.measure import Samples, thread_limit
 from benchmarks.workloads import Workload
-from core.nn import MLP, SoftmaxCrossEntropy, evaluate, make_optimizer
+from core.nn import MLP, SoftmaxCrossEntropy, make_optimizer
+from core.nn.trainer import EpochEvaluator
 
 PHASES = ("gather", "forward", "loss", "backward", "update")
 
@@ -38,6 +39,9 @@ def profile_step(workload: Workload, *, epochs: int, threads: int = 1) -> dict[s
     n_batches = len(workload.batch_sizes())
     figures = {phase: Samples() for phase in (*PHASES, "evaluation")}
     buffer = np.empty((min(size, n), X.shape[1]), dtype=X.dtype)
+    evaluate = EpochEvaluator(
+        "cross_entropy", X, y, workload.X_test, workload.y_test, with_train=True
+    )
     with thread_limit(threads):
         for epoch in range(epochs + 1):
             seconds = dict.fromkeys(PHASES, 0.0)
@@ -62,8 +66,7 @@ def profile_step(workload: Workload, *, epochs: int, threads: int = 1) -> dict[s
                 for phase, begin, end in zip(PHASES, marks[:-1], marks[1:], strict=True):
                     seconds[phase] += end - begin
             started = time.perf_counter()
-            evaluate(model, "cross_entropy", X, y)
-            evaluate(model, "cross_entropy", workload.X_test, workload.y_test)
+            evaluate(model)  # the trainer's pass: both splits in one forward
             evaluation = time.perf_counter() - started
             if epoch == 0:
                 continue  # warm-up

@@ -65,7 +65,9 @@ class Row:
         gap = value - self.target
         relative = abs(gap) / abs(self.target) * 100 if self.target else math.inf
         side = "over" if self.at_most else "under"
-        return f"by {_number(abs(gap), self.unit)} ({relative:.0f}% {side})"
+        # A gap between two percentages is in percentage points, not a percentage.
+        gap_text = f"{abs(gap):.1f} pts" if self.unit == "%" else _number(abs(gap), self.unit)
+        return f"by {gap_text} ({relative:.0f}% {side})"
 
 
 def _number(value: float, unit: str) -> str:

@@ -197,7 +197,7 @@ def train(
         momentum=config.momentum,
     )
     stopper = _EarlyStopping(config.patience, config.min_delta)
-    evaluator = _Evaluator(loss, X_train, y_train, X_val, y_val, config.evaluate_train)
+    evaluator = EpochEvaluator(loss, X_train, y_train, X_val, y_val, config.evaluate_train)
     history: dict[str, list[float]] = {key: [] for key in HISTORY_KEYS}
     stopped_early = False
     epoch = -1
@@ -291,7 +291,7 @@ def _run_epoch(model, loss_fn, optimizer, X, y, config, rng, augment, epoch) -> 
     return total / n
 
 
-class _Evaluator:
+class EpochEvaluator:
     """Evaluation-mode metrics of the training and validation splits in one forward pass.
 
     The two splits are stacked once, before the first epoch, so each epoch runs the layers

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import socket
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +25,9 @@ from core.study.space import TrialParams, suggest
 from core.study.spec import Spec
 
 logger = logging.getLogger(__name__)
+
+# Which process ran a trial (host:pid), for studies shared by many workers.
+WORKER = f"{socket.gethostname()}:{os.getpid()}"
 
 FINAL_METRICS = (
     "best_epoch",
@@ -213,6 +218,7 @@ class Objective:
         seed = trial_seed(self.spec.study.seed, trial.number)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("regularizer", params.regularizer)
+        trial.set_user_attr("worker", WORKER)
         run = None
         if self.tracker is not None:
             run = self.tracker.start_trial(trial, params, seed, parent_run_id=self.parent_run_id)

@@ -23,7 +23,7 @@ def iris_split():
 
 def test_best_weights_restored_when_patience_never_triggers(monkeypatch, iris_split):
     X_train, X_val, y_train, y_val = iris_split
-    real_evaluate = trainer_module._Evaluator.__call__
+    real_evaluate = trainer_module.EpochEvaluator.__call__
     calls = {"val": 0}
 
     def scripted_evaluate(self, model):
@@ -32,7 +32,7 @@ def test_best_weights_restored_when_patience_never_triggers(monkeypatch, iris_sp
         calls["val"] += 1
         return train_loss, train_score, value, val_score
 
-    monkeypatch.setattr(trainer_module._Evaluator, "__call__", scripted_evaluate)
+    monkeypatch.setattr(trainer_module.EpochEvaluator, "__call__", scripted_evaluate)
     snapshots = []
     model = MLP(4, (8,), 3, seed=0)
     config = TrainConfig(max_epochs=5, batch_size=16, learning_rate=1e-2, patience=10)

@@ -52,6 +52,9 @@ def test_four_workers_started_together_share_one_sqlite_study_exactly(tmp_path):
     states = Counter(t.state.name for t in study.trials)
     assert states == {"COMPLETE": 20}
     assert study.user_attrs["processes_attached"] == 4
+    # Each trial names the process that ran it (host:pid); the work was shared.
+    workers = {t.user_attrs["worker"] for t in study.trials}
+    assert 2 <= len(workers) <= 4 and all(w.count(":") == 1 for w in workers)
     # Four samplers with four seeds: no proposal is replayed.
     assert len({t.params["learning_rate"] for t in study.trials}) == 20
 
