@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         sections = sorted({int(part) for part in args.sections.split(",") if part.strip()})
     except ValueError:
         parser.error(f"--sections must be numbers from 1 to 5; got {args.sections!r}")
-    if not set(sections) <= set(SECTIONS):
+    if not sections or not set(sections) <= set(SECTIONS):
         parser.error(f"--sections must be numbers from 1 to 5; got {args.sections!r}")
 
     _quiet_libraries()
@@ -118,8 +118,8 @@ def run(settings: Settings, sections: list[int]) -> tuple[list, dict[str, Any]]:
     torch = torch_version() if 2 in sections else None
     if 2 in sections and torch is None:
         notes.append(
-            "section 2 skipped: PyTorch is not importable here (pip install torch==2.13.0 "
-            "in a separate environment to run it)"
+            "section 2 skipped: PyTorch is not importable here (install the 'bench' extra, "
+            "torch==2.13.0, in a separate environment: see benchmarks/README.md)"
         )
     raw: dict[str, Any] = {}
     rows: list = []
@@ -205,7 +205,7 @@ def _study_overhead(settings: Settings, raw: dict, notes: list[str]) -> list:
     from benchmarks import study
 
     trials = settings.study_trials
-    _progress(f"section 4: studies/digits.toml x{trials}, three stores", notes)
+    _progress(f"section 4: studies/digits.toml x{trials}, four ways", notes)
     result = _guarded(
         notes, "section 4", lambda: study.measure_overhead(trials, settings.study_repeats)
     )

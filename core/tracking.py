@@ -23,6 +23,9 @@ import optuna
 
 # MLflow reports usage to its makers by default; a study's runs talk to its own stores only.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# With a tracking server, MLflow prints two "View run" lines to stdout for every run it
+# closes (and fetches the run again to do so): a worker's output is for its own messages.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from mlflow import MlflowClient  # noqa: E402 - after the telemetry switch above
 from mlflow.entities import Metric, Param, RunTag
