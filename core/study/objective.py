@@ -26,8 +26,12 @@ from core.study.spec import Spec
 
 logger = logging.getLogger(__name__)
 
-# Which process ran a trial (host:pid), for studies shared by many workers.
-WORKER = f"{socket.gethostname()}:{os.getpid()}"
+
+def worker_name() -> str:
+    """Which process runs a trial (host:pid), for studies shared by many workers; asked at
+    each trial, so a forked worker names itself, not its parent."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
 
 FINAL_METRICS = (
     "best_epoch",
@@ -218,7 +222,7 @@ class Objective:
         seed = trial_seed(self.spec.study.seed, trial.number)
         trial.set_user_attr("seed", seed)
         trial.set_user_attr("regularizer", params.regularizer)
-        trial.set_user_attr("worker", WORKER)
+        trial.set_user_attr("worker", worker_name())
         run = None
         if self.tracker is not None:
             run = self.tracker.start_trial(trial, params, seed, parent_run_id=self.parent_run_id)
