@@ -183,10 +183,7 @@ def _side_by_side(
             "train_rows": len(workload.X_train),
             "repeats": repeats,
             "matmul_flops_per_epoch": workload.matmul_flops_per_epoch(),
-            "runs": {
-                key: {name: samples.summary() for name, samples in figures.items()}
-                for key, figures in results.items()
-            },
+            "runs": _summaries(results),
         }
         if 1 in sections:
             rows += side_by_side.sklearn_rows(workload, results, targets, sklearn_threads)
@@ -198,6 +195,14 @@ def _side_by_side(
             raw[workload.name]["profile"] = {k: v.summary() for k, v in phases.items()}
             rows.append(side_by_side.profile_row(workload, phases))
     return rows
+
+
+def _summaries(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``{configuration: {figure: Samples}}`` as JSON: median, spread and every value."""
+    return {
+        key: {name: samples.summary() for name, samples in values.items()}
+        for key, values in figures.items()
+    }
 
 
 def _study_overhead(settings: Settings, raw: dict, notes: list[str]) -> list:
@@ -214,10 +219,7 @@ def _study_overhead(settings: Settings, raw: dict, notes: list[str]) -> list:
     raw["study_overhead"] = {
         "n_trials": result["n_trials"],
         "same_trials": result["same_trials"],
-        "figures": {
-            config: {name: samples.summary() for name, samples in figures.items()}
-            for config, figures in result["figures"].items()
-        },
+        "figures": _summaries(result["figures"]),
     }
     return study.overhead_rows(result)
 
@@ -233,10 +235,7 @@ def _workers(settings: Settings, raw: dict, notes: list[str]) -> list:
     )
     if figures is None:
         return []
-    raw["workers"] = {
-        key: {name: samples.summary() for name, samples in values.items()}
-        for key, values in figures.items()
-    }
+    raw["workers"] = _summaries(figures)
     return study.workers_rows(figures, trials)
 
 

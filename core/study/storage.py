@@ -87,10 +87,7 @@ class BatchedRDBStorage(RDBStorage):
         self, trial_id: int, step: int, intermediate_value: float
     ) -> None:
         with self._buffer_lock:
-            buffer = self._buffers.setdefault(trial_id, _Buffer())
-            if not buffer:
-                buffer.since = time.monotonic()
-            buffer.values[step] = float(intermediate_value)
+            self._buffer(trial_id).values[step] = float(intermediate_value)
             first = trial_id not in self._reporting
             self._reporting.add(trial_id)
         if first:
@@ -103,11 +100,16 @@ class BatchedRDBStorage(RDBStorage):
         # the copy kept, so a list changed by the caller afterwards is stored as it was.
         value = json.loads(json.dumps(value))
         with self._buffer_lock:
-            buffer = self._buffers.setdefault(trial_id, _Buffer())
-            if not buffer:
-                buffer.since = time.monotonic()
-            buffer.attrs[key] = value
+            self._buffer(trial_id).attrs[key] = value
         self._flush_if_due(trial_id)
+
+    def _buffer(self, trial_id: int) -> _Buffer:
+        """The trial's buffer (hold ``_buffer_lock``); its age counts from the first write
+        since the last flush."""
+        buffer = self._buffers.setdefault(trial_id, _Buffer())
+        if not buffer:
+            buffer.since = time.monotonic()
+        return buffer
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
