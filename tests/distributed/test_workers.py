@@ -26,7 +26,9 @@ PASSWORD = "s3cret-pw-4417"
 N_TRIALS = 12
 
 
-def spec_text(name: str, *, epochs: int = 4, hidden: int = 8, long: bool = False) -> str:
+def spec_text(
+    name: str, *, epochs: int = 4, hidden: int = 8, long: bool = False, n_trials: int = N_TRIALS
+) -> str:
     """A spec; ``long`` trials run every epoch (no early stopping), so a signal sent once a
     trial has reported lands inside it."""
     search = "\n[search]\npatience = [100000, 100000]\n" if long else ""
@@ -35,7 +37,7 @@ def spec_text(name: str, *, epochs: int = 4, hidden: int = 8, long: bool = False
         + f"""
 [study]
 name = "{name}"
-n_trials = {N_TRIALS}
+n_trials = {n_trials}
 pruner = "none"
 heartbeat_interval = 1
 grace_period = 3
@@ -103,11 +105,11 @@ def trial_runs(tracking: str, name: str) -> list:
     return [r for r in runs if r.data.tags.get("role") == "trial"]
 
 
-def assert_consistent(storage: str, tracking: str, name: str) -> list:
-    """Exactly N_TRIALS finished, nothing running, one run per trial number, all closed."""
+def assert_consistent(storage: str, tracking: str, name: str, n_trials: int = N_TRIALS) -> list:
+    """Exactly n_trials finished, nothing running, one run per trial number, all closed."""
     trials = study_trials(storage, name)
     states = Counter(t.state for t in trials)
-    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == N_TRIALS
+    assert states[TrialState.COMPLETE] + states[TrialState.PRUNED] == n_trials
     assert states[TrialState.RUNNING] == 0
     assert states[TrialState.WAITING] == 0
     runs = trial_runs(tracking, name)
@@ -164,18 +166,34 @@ def _reporting(trials) -> int:
     return sum(t.state == TrialState.RUNNING and bool(t.intermediate_values) for t in trials)
 
 
-def _first_report(storage: str, name: str) -> bool:
-    return _reporting(study_trials(storage, name)) >= 1
+# Signal tests run trials of LONG_EPOCHS epochs (about 1 ms each on iris) and signal a worker
+# only while its own trial shows fewer than EARLY reports. Reports reach the database up to
+# a heartbeat (1 s) late, so the trial then has at least ~2 s left: the signal lands inside
+# it, not in the gap between two trials.
+LONG_EPOCHS = 4000
+EARLY = LONG_EPOCHS // 4
 
 
-def _both_mid_trial(storage: str, name: str) -> bool:
-    # Both workers inside a trial, so the one killed surely dies mid-trial.
-    return _reporting(study_trials(storage, name)) == 2
+def _early_in_a_trial(trials, worker: subprocess.Popen) -> bool:
+    """Whether ``worker`` runs a trial that has reported, but not far yet."""
+    return any(
+        t.state == TrialState.RUNNING
+        and str(t.user_attrs.get("worker", "")).endswith(f":{worker.pid}")
+        and 0 < len(t.intermediate_values) < EARLY
+        for t in trials
+    )
 
 
-def _three_complete(storage: str, name: str) -> bool:
+def _both_mid_trial(storage: str, name: str, victim: subprocess.Popen) -> bool:
+    # Both workers inside a trial, the victim early in its own, so it surely dies mid-trial.
     trials = study_trials(storage, name)
-    return sum(t.state == TrialState.COMPLETE for t in trials) >= 3 and _reporting(trials) == 2
+    return _reporting(trials) == 2 and _early_in_a_trial(trials, victim)
+
+
+def _three_complete(storage: str, name: str, victim: subprocess.Popen) -> bool:
+    trials = study_trials(storage, name)
+    done = sum(t.state == TrialState.COMPLETE for t in trials) >= 3
+    return done and _reporting(trials) == 2 and _early_in_a_trial(trials, victim)
 
 
 @pytest.mark.parametrize(
@@ -187,13 +205,14 @@ def test_sigkilled_worker_leaves_nothing_running_after_a_replacement(
 ):
     name = f"kill-{kill_point}"
     spec = tmp_path / "kill.toml"
-    # Long enough trials that the kill lands inside one.
-    spec.write_text(spec_text(name, epochs=400, hidden=32, long=True))
+    # Six long trials (see LONG_EPOCHS), so the kill lands inside one: up to three done,
+    # one killed, the rest shared by the survivor and the replacement.
+    spec.write_text(spec_text(name, epochs=LONG_EPOCHS, hidden=32, long=True, n_trials=6))
     storage = postgres_url
     victim = start_worker(spec, storage, mlflow_server)
     survivor = start_worker(spec, storage, mlflow_server)
     try:
-        wait_for(lambda: predicate(storage, name), timeout=120)
+        wait_for(lambda: predicate(storage, name, victim), timeout=180, interval=0.05)
         os.killpg(victim.pid, signal.SIGKILL)
         victim.communicate(timeout=30)
         replacement = start_worker(spec, storage, mlflow_server)
@@ -205,7 +224,7 @@ def test_sigkilled_worker_leaves_nothing_running_after_a_replacement(
     for code, output in results:
         assert code == 0, output
 
-    runs = assert_consistent(storage, mlflow_server, name)
+    runs = assert_consistent(storage, mlflow_server, name, n_trials=6)
     failed = [t for t in study_trials(storage, name) if t.state == TrialState.FAIL]
     assert len(failed) == 1  # the killed trial, failed by the heartbeat
     (killed_run,) = [r for r in runs if int(r.data.tags["trial_number"]) == failed[0].number]
@@ -216,10 +235,11 @@ def test_sigterm_stops_a_worker_after_marking_its_trial_and_run(
     postgres_url, mlflow_server, tmp_path
 ):
     spec = tmp_path / "term.toml"
-    spec.write_text(spec_text("term", epochs=400, hidden=32, long=True))
+    spec.write_text(spec_text("term", epochs=LONG_EPOCHS, hidden=32, long=True))
     worker = start_worker(spec, postgres_url, mlflow_server)
     try:
-        wait_for(lambda: _first_report(postgres_url, "term"), timeout=120)
+        early = lambda: _early_in_a_trial(study_trials(postgres_url, "term"), worker)  # noqa: E731
+        wait_for(early, timeout=120, interval=0.05)
         os.killpg(worker.pid, signal.SIGTERM)
         code, output = finish(worker, timeout=60)
     finally:
