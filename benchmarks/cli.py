@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import time
@@ -10,6 +9,8 @@ import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
+
+from core.cli.args import Parser
 
 SECTIONS = (1, 2, 3, 4, 5)
 
@@ -57,7 +58,7 @@ QUICK = Settings(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="python -m benchmarks",
         description="Side-by-side benchmarks of the trainer and the study system.",
     )

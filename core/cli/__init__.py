@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.args import positive_int
+from core.cli.args import Parser, positive_int
 from core.study.errors import TooManyFailures
 from core.study.interrupts import Terminated, raise_terminated
 
@@ -349,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     from core.cli.report import add_report_command
     from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="regstudy",
         description="Study how regularization changes generalization.",
     )

@@ -1,4 +1,4 @@
-"""Argument types shared by the commands."""
+"""The argument parser and argument types shared by the commands."""
 
 from __future__ import annotations
 
@@ -14,3 +14,11 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
     return value
+
+
+class Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line (exit code 2): what was wrong and
+    where to look, without the usage block above it. Subcommands inherit the class."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} -h)\n")

@@ -1,0 +1,39 @@
+"""A bad flag on either command line is one line on stderr, exit code 2, naming the flag,
+the bad value and what is allowed (no usage block above it)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.cli import main as bench_main
+from core.cli import main as regstudy_main
+
+CASES = [
+    (regstudy_main, ["run", "studies/quick.toml", "--trials", "abc"],
+     ["regstudy run: error:", "--trials", "'abc'", "integer >= 1"]),
+    (regstudy_main, ["run", "studies/quick.toml", "--workers", "0"],
+     ["--workers", "'0'", "integer >= 1"]),
+    (regstudy_main, ["worker", "studies/quick.toml", "--storage", "x"],
+     ["regstudy worker: error:", "--tracking-uri"]),
+    (regstudy_main, ["ui", "--port", "70000"], ["--port", "'70000'", "1..65535"]),
+    (regstudy_main, ["report", "studies/quick.toml", "--seeds", "-1"], ["--seeds", "'-1'"]),
+    (regstudy_main, ["frobnicate"], ["'frobnicate'", "'run'", "'report'"]),
+    (regstudy_main, ["run"], ["required: spec"]),
+    (regstudy_main, ["run", "studies/quick.toml", "--bogus"], ["--bogus"]),
+    (bench_main, ["--sections", "9"], ["python -m benchmarks: error:", "--sections", "'9'",
+                                       "1 to 5"]),
+    (bench_main, ["--sections", ","], ["--sections", "','"]),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("main", "argv", "needles"), CASES, ids=[" ".join(c[1]) for c in CASES])
+def test_a_bad_flag_is_one_line_and_exit_code_2(capsys, main, argv, needles):
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.count("\n") == 1, captured.err
+    assert "usage:" not in captured.err
+    for needle in needles:
+        assert needle in captured.err
