@@ -27,6 +27,9 @@ class Row:
         at_most: True when ``measured`` must be at most ``target`` (else at least);
             ``absolute`` compares ``|measured|``.
         detail: The raw figures behind the value, in a few words.
+        spread: The lowest and highest per-repeat value behind ``measured`` (a median),
+            or None when the row has no per-repeat values.
+        judged: False in a smoke run: the row shows its target but gives no verdict.
     """
 
     section: str
@@ -38,11 +41,15 @@ class Row:
     at_most: bool = True
     absolute: bool = False
     detail: str = ""
+    spread: tuple[float, float] | None = None
+    judged: bool = True
 
     @property
     def status(self) -> str:
         if self.target is None:
             return "info"
+        if not self.judged:
+            return "not judged"
         if not math.isfinite(self.measured):
             return "n/a"
         value = abs(self.measured) if self.absolute else self.measured
@@ -55,6 +62,16 @@ class Row:
             return "-"
         bound = "|x| <=" if self.absolute else ("<=" if self.at_most else ">=")
         return f"{bound} {_number(self.target, self.unit)}"
+
+    @property
+    def spread_text(self) -> str:
+        """``low..high`` over the repeats, e.g. ``0.31..0.36x``; ``-`` without repeats."""
+        if self.spread is None:
+            return "-"
+        low, high = self.spread
+        # The low end without its unit: "0.31..0.36x", "28.0..31.5%".
+        bare = _number(low, self.unit).removesuffix(self.unit).strip()
+        return f"{bare}..{_number(high, self.unit)}"
 
     @property
     def margin(self) -> str:
@@ -86,7 +103,7 @@ def _number(value: float, unit: str) -> str:
 
 def format_table(rows: list[Row]) -> str:
     """The table as fixed-width text, one line per row, grouped by section."""
-    header = ("section", "measure", "figure", "target", "measured", "result", "detail")
+    header = ("section", "measure", "figure", "target", "measured", "range", "result", "detail")
     rows = sorted(rows, key=lambda row: row.section)  # stable: workloads keep their order
     cells = [
         (
@@ -95,6 +112,7 @@ def format_table(rows: list[Row]) -> str:
             row.figure,
             row.target_text,
             _number(row.measured, row.unit),
+            row.spread_text,
             " ".join(part for part in (row.status, row.margin) if part),
             row.detail,
         )

@@ -92,15 +92,33 @@ def _epoch(results: dict[str, dict[str, Samples]], key: str) -> float:
     return results[key]["seconds_per_epoch"].median if key in results else float("nan")
 
 
-def _paired_ratio(results: dict[str, dict[str, Samples]], ours: str, peer: str) -> float:
-    """The median over repeats of ``ours / peer`` within each repeat. Both ran once per
-    repeat, interleaved, so a slow spell of the machine lands on both sides of a ratio; a
-    ratio of the two medians could pair figures from different repeats."""
+def _paired_ratios(results: dict[str, dict[str, Samples]], ours: str, peer: str) -> list[float]:
+    """``ours / peer`` within each repeat. Both ran once per repeat, interleaved, so a slow
+    spell of the machine lands on both sides of a ratio; a ratio of the two medians could
+    pair figures from different repeats."""
     if ours not in results or peer not in results:
-        return float("nan")
+        return []
     mine = results[ours]["seconds_per_epoch"].values
     theirs = results[peer]["seconds_per_epoch"].values
-    return statistics.median(a / b for a, b in zip(mine, theirs, strict=True))
+    return [a / b for a, b in zip(mine, theirs, strict=True)]
+
+
+def _paired_ratio(results: dict[str, dict[str, Samples]], ours: str, peer: str) -> float:
+    """The median over repeats of the paired ratios."""
+    ratios = _paired_ratios(results, ours, peer)
+    return statistics.median(ratios) if ratios else float("nan")
+
+
+def _spread(values: list[float]) -> tuple[float, float] | None:
+    return (min(values), max(values)) if values else None
+
+
+def _efficiency(results: dict[str, dict[str, Samples]], ours: str) -> tuple[float, tuple | None]:
+    """Percent of the matrix products' own speed: median and spread over repeats."""
+    ratios = _paired_ratios(results, ours, "matmuls/1t")
+    if not ratios:
+        return float("nan"), None
+    return 100 / statistics.median(ratios), (100 / max(ratios), 100 / min(ratios))
 
 
 def _accuracy(results: dict[str, dict[str, Samples]], key: str) -> float:
@@ -126,6 +144,7 @@ def _ratio_row(
         "x",
         target,
         detail=f"{mine * 1e3:.3g} vs {theirs * 1e3:.3g} ms/epoch (medians)",
+        spread=_spread(_paired_ratios(results, ours, peer)),
     )
 
 
@@ -237,28 +256,32 @@ def efficiency_rows(
     flops = workload.matmul_flops_per_epoch()
     step, products = _epoch(results, "trainer/1t/no-eval"), _epoch(results, "matmuls/1t")
     achieved, peak = flops / step / 1e9, flops / products / 1e9
+    efficiency, spread = _efficiency(results, "trainer/1t/no-eval")
     rows = [
         Row(
             "3 efficiency",
             f"{workload.name} step GFLOP/s / its matmuls' GFLOP/s (1t)",
             "no-eval",
-            100 / _paired_ratio(results, "trainer/1t/no-eval", "matmuls/1t"),
+            efficiency,
             "%",
             targets.efficiency * 100,
             at_most=False,
             detail=f"{achieved:.1f} vs {peak:.1f} GFLOP/s (medians)",
+            spread=spread,
         )
     ]
     if "torch/1t/no-eval" in results:
         theirs = flops / _epoch(results, "torch/1t/no-eval") / 1e9
+        efficiency, spread = _efficiency(results, "torch/1t/no-eval")
         rows.append(
             Row(
                 "3 efficiency",
                 f"{workload.name} torch step GFLOP/s / the same matmuls' (1t)",
                 "-",
-                100 / _paired_ratio(results, "torch/1t/no-eval", "matmuls/1t"),
+                efficiency,
                 "%",
                 detail=f"{theirs:.1f} vs {peak:.1f} GFLOP/s (medians)",
+                spread=spread,
             )
         )
     return rows

@@ -208,6 +208,16 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
     projected_full = setup["sqlite+mlflow"] + total * per_trial_full
     projected_extra = setup["sqlite+mlflow"] - setup["memory"] + total * per_trial_extra
     same = "same trials in all four" if result["same_trials"] else "TRIALS DIFFER between runs"
+    # The share within each repeat (the configurations ran interleaved), for the spread.
+    shares = [
+        (tracked - memory) / whole * 100
+        for tracked, memory, whole in zip(
+            figures["sqlite+mlflow"]["rest"].values,
+            figures["memory"]["rest"].values,
+            figures["sqlite+mlflow"]["wall"].values,
+            strict=True,
+        )
+    ]
     section = "4 study"
     name = f"digits.toml x{n}"
     return [
@@ -222,6 +232,7 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
                 f"{overhead:.2f} s of {full:.1f} s; raw walls {full:.1f} s vs "
                 f"{wall['memory']:.1f} s in memory, untracked; {same}"
             ),
+            spread=(min(shares), max(shares)),
         ),
         Row(
             section,
@@ -396,6 +407,7 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
     for study, basis, target in cases:
         ones, twos = figures[f"1/{study}"][basis].values, figures[f"2/{study}"][basis].values
         one, two = statistics.median(ones), statistics.median(twos)
+        ratios = [b / a for a, b in zip(ones, twos, strict=True)]
         label = "while both run" if basis == "steady" else "wall, with start-up"
         trials = (
             n_trials if study.startswith(f"hidden {WORKERS_HIDDEN},") else max(4, n_trials // 4)
@@ -405,11 +417,12 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
                 "5 workers",
                 f"{trials} trials, {study}: 2 workers / 1, trials/min ({label})",
                 "eval",
-                statistics.median(b / a for a, b in zip(ones, twos, strict=True)),
+                statistics.median(ratios),
                 "x",
                 target,
                 at_most=False,
                 detail=f"{two:.0f} vs {one:.0f} trials/min",
+                spread=(min(ratios), max(ratios)),
             )
         )
     return rows
