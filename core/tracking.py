@@ -313,22 +313,24 @@ class TrialRun:
         if self._written:
             return
         self._written = True
-        self.flush()
+        # The final metrics ride with the last epochs, and both files go in one call: each
+        # MLflow call is a transaction of its own (and each artifact call a run lookup).
         if outcome is not None:
             timestamp = int(time.time() * 1000)
-            metrics = [
+            self._pending.extend(
                 Metric(key, float(value), timestamp, 0)
                 for key, value in outcome.metrics.items()
                 if np.isfinite(value)
-            ]
-            self.client.log_batch(self.run_id, metrics=metrics)
-        if self._history:
-            self.client.log_text(self.run_id, _history_csv(self._history), "history.csv")
-        if outcome is not None:
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "weights.npz"
-                np.savez(path, **outcome.model.state_dict())
-                self.client.log_artifact(self.run_id, str(path))
+            )
+        self.flush()
+        if not self._history and outcome is None:
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            if self._history:
+                (Path(tmp) / "history.csv").write_text(_history_csv(self._history))
+            if outcome is not None:
+                np.savez(Path(tmp) / "weights.npz", **outcome.model.state_dict())
+            self.client.log_artifacts(self.run_id, tmp)
 
     def end(
         self,

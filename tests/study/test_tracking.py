@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import mlflow
+import numpy as np
 import optuna
 import pytest
 from mlflow import MlflowClient
@@ -79,7 +80,25 @@ def test_iris_study_maps_trials_and_child_runs_one_to_one(tmp_path, optuna_url, 
         assert run.data.metrics["best_val_loss"] == trial.value
         steps = history(client, run.info.run_id, "val_loss")
         assert steps == sorted(trial.intermediate_values.items())
+        assert run.data.metrics["test_accuracy"] == trial.user_attrs["test_accuracy"]
+        # The per-epoch table and the weights of the best epoch, as files.
+        files = artifacts(client, run.info.run_id, tmp_path / f"artifacts-{trial.number}")
+        assert sorted(files) == ["history.csv", "weights.npz"]
+        table = np.genfromtxt(files["history.csv"], delimiter=",", names=True)
+        assert list(table["epoch"]) == sorted(trial.intermediate_values)
+        assert list(table["val_loss"]) == [v for _, v in steps]
+        with np.load(files["weights.npz"]) as weights:
+            arrays = [weights[name] for name in weights.files]
+        assert len(arrays) >= 2 and all(np.isfinite(a).all() for a in arrays)
+        assert any(a.shape[0] == 4 for a in arrays)  # the first layer takes iris's 4 features
     assert mlflow.active_run() is None
+
+
+def artifacts(client: MlflowClient, run_id: str, directory) -> dict[str, str]:
+    """The run's artifact files, downloaded: name -> local path."""
+    directory.mkdir()
+    names = [a.path for a in client.list_artifacts(run_id)]
+    return {name: client.download_artifacts(run_id, name, str(directory)) for name in names}
 
 
 def test_two_threads_track_six_trials_without_mixing_runs(tmp_path, optuna_url, mlflow_uri):
@@ -175,6 +194,10 @@ def test_a_pruned_trial_closes_its_run_killed_with_state_pruned(
         assert run.info.status == "KILLED"
         assert run.data.tags["state"] == "PRUNED"
         assert history(client, run.info.run_id, "val_loss") == [(0, trial.intermediate_values[0])]
+        # The epochs it ran, but no final metrics and no weights: it did not finish.
+        files = artifacts(client, run.info.run_id, tmp_path / f"artifacts-{trial.number}")
+        assert sorted(files) == ["history.csv"]
+        assert "test_accuracy" not in run.data.metrics
     assert mlflow.active_run() is None
 
 
