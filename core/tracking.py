@@ -288,11 +288,12 @@ class TrialRun:
             self.flush()
 
     def flush(self) -> None:
-        # Known shortcoming: MLflow's SQLite store spends about 0.1 ms of CPU per metric row
-        # in its ORM (about 40 ms for a trial of 53 epochs), on the trial's critical path; a
-        # thread cannot hide it (it holds the GIL). A writer process fed by a pipe would,
-        # on the second core, but it would loosen the order "run written, then trial told"
-        # that a killed worker relies on (tests/distributed), so it is not done yet.
+        # Known shortcoming: MLflow's SQL store spends about 0.05-0.1 ms of CPU per metric
+        # row in its ORM (20-40 ms for a trial of 53 epochs), on the trial's critical path.
+        # A thread cannot hide it (it holds the GIL). A writer process fed by a pipe was
+        # tried: on 2 cores the trainer's BLAS already uses both, so training slowed by
+        # the writer's CPU and the study took as long. Only fewer rows would help, which
+        # the per-epoch metric contract (DESIGN.md) rules out.
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
             self.client.log_batch(
