@@ -23,8 +23,9 @@ from optuna.trial import FrozenTrial, TrialState
 REFRESH_SECONDS = 10.0
 
 
-class _StudySnapshot:
-    """A study whose ``get_trials`` answers from one read; everything else is the study."""
+class StudySnapshot:
+    """A study whose trial lists (``get_trials``, ``trials`` and Optuna's internal
+    ``_get_trials``) answer from one read; everything else is the study."""
 
     def __init__(self, study: optuna.Study) -> None:
         self._study = study
@@ -35,6 +36,14 @@ class _StudySnapshot:
     ) -> list[FrozenTrial]:
         trials = self._trials if states is None else [t for t in self._trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)
+
+    def _get_trials(
+        self,
+        deepcopy: bool = True,
+        states: Container[TrialState] | None = None,
+        use_cache: bool = False,
+    ) -> list[FrozenTrial]:
+        return self.get_trials(deepcopy, states)
 
     @property
     def trials(self) -> list[FrozenTrial]:
@@ -58,7 +67,7 @@ class SnapshotPruner(optuna.pruners.BasePruner):
     ) -> None:
         self.pruner = pruner
         self.refresh_seconds = refresh_seconds
-        self._snapshot: _StudySnapshot | None = None
+        self._snapshot: StudySnapshot | None = None
         self._key: tuple[int, int] | None = None
         self._taken = 0.0
         self.reads = 0  # snapshots taken, for tests and benchmarks
@@ -67,7 +76,7 @@ class SnapshotPruner(optuna.pruners.BasePruner):
         key = (id(study), trial.number)
         stale = time.monotonic() - self._taken > self.refresh_seconds
         if self._snapshot is None or key != self._key or stale:
-            self._snapshot = _StudySnapshot(study)
+            self._snapshot = StudySnapshot(study)
             self._key, self._taken = key, time.monotonic()
             self.reads += 1
         return self.pruner.prune(self._snapshot, trial)  # type: ignore[arg-type]

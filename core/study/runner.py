@@ -33,6 +33,7 @@ from core.study.loop import (
 )
 from core.study.objective import Objective, load_splits
 from core.study.pruning import SnapshotPruner
+from core.study.sampling import SnapshotSampler
 from core.study.space import grid_space
 from core.study.spec import ARMS, Spec, SpecError
 from core.study.sqlite import leave_wal, use_wal
@@ -98,12 +99,16 @@ def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.Base
         return _GridSampler(grid_space(spec, arm), seed=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.samplers.TPESampler(
-            seed=seed,
-            multivariate=True,
-            group=True,
-            constant_liar=True,
-            n_startup_trials=min(10, max(3, spec.study.n_trials // 4)),
+        # Constant liar: workers sharing the study do not all try the same point. It makes
+        # TPE read the whole study at every parameter; the wrapper reads it once per trial.
+        return SnapshotSampler(
+            optuna.samplers.TPESampler(
+                seed=seed,
+                multivariate=True,
+                group=True,
+                constant_liar=True,
+                n_startup_trials=min(10, max(3, spec.study.n_trials // 4)),
+            )
         )
 
 
