@@ -119,3 +119,60 @@ def run_matmuls(workload: Workload, *, seed: int) -> dict[str, float]:
                     G = G @ weights[i].T  # (m, a)
     seconds = time.perf_counter() - started
     return {"seconds_per_epoch": seconds / workload.epochs}
+
+
+def run_minimal(workload: Workload, *, seed: int) -> dict[str, float]:
+    """A bare NumPy loop of the kind the issue's probe was: float32, Glorot weights, ReLU,
+    softmax cross-entropy, Adam, mini-batches in a fresh shuffled order each epoch; no
+    penalties, dropout, augmentation, divergence checks, evaluation or history. It tells
+    what the trainer's generality costs per epoch, on the same machine in the same run."""
+    rng = np.random.default_rng(seed)
+    X, y = workload.X_train, workload.y_train
+    n = len(X)
+    widths = workload.widths
+    params: list[np.ndarray] = []
+    for a, b in zip(widths[:-1], widths[1:], strict=True):
+        limit = np.sqrt(6.0 / (a + b))
+        params += [rng.uniform(-limit, limit, (a, b)).astype(np.float32), np.zeros(b, np.float32)]
+    first = [np.zeros_like(p) for p in params]
+    second = [np.zeros_like(p) for p in params]
+    lr, beta1, beta2, eps = workload.learning_rate, 0.9, 0.999, 1e-8
+    step = 0
+    started = time.perf_counter()
+    for _ in range(workload.epochs):
+        order = rng.permutation(n)
+        for start in range(0, n, workload.batch_size):
+            rows = order[start : start + workload.batch_size]
+            activations = [X[rows]]
+            for i in range(0, len(params), 2):
+                z = activations[-1] @ params[i] + params[i + 1]
+                activations.append(np.maximum(z, 0) if i + 2 < len(params) else z)
+            logits = activations.pop()
+            p = np.exp(logits - logits.max(axis=1, keepdims=True))
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(rows)), y[rows]] -= 1
+            grad = p / np.float32(len(rows))
+            grads: list[np.ndarray] = []
+            for i in range(len(params) - 2, -1, -2):
+                inputs = activations.pop()
+                grads[:0] = [inputs.T @ grad, grad.sum(axis=0)]
+                if i:
+                    grad = (grad @ params[i].T) * (inputs > 0)
+            step += 1
+            scale = lr * np.sqrt(1 - beta2**step) / (1 - beta1**step)
+            for p_, g, m, v in zip(params, grads, first, second, strict=True):
+                m *= beta1
+                m += (1 - beta1) * g
+                v *= beta2
+                v += (1 - beta2) * g * g
+                p_ -= np.float32(scale) * m / (np.sqrt(v) + np.float32(eps))
+    seconds = time.perf_counter() - started
+    hidden = workload.X_test
+    for i in range(0, len(params), 2):
+        hidden = hidden @ params[i] + params[i + 1]
+        if i + 2 < len(params):
+            hidden = np.maximum(hidden, 0)
+    return {
+        "seconds_per_epoch": seconds / workload.epochs,
+        "test_accuracy": float(np.mean(np.argmax(hidden, axis=1) == workload.y_test)),
+    }

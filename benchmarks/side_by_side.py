@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from benchmarks.measure import Samples, interleave, thread_limit
-from benchmarks.peers import run_matmuls, run_sklearn, run_trainer
+from benchmarks.peers import run_matmuls, run_minimal, run_sklearn, run_trainer
 from benchmarks.profile import PHASES
 from benchmarks.report import Row
 from benchmarks.workloads import Workload
@@ -41,7 +41,8 @@ def configurations(
     The trainer and PyTorch run on one and two threads, with and without their per-epoch
     evaluation; scikit-learn runs at its default thread count (its own setting, which the
     targets use) and on one and two threads where those differ from the default; the bare
-    matrix products run on one thread, for section 3.
+    matrix products run on one thread, for section 3, and so does a bare NumPy loop (the
+    kind of probe the targets were set with), to show what the trainer's extras cost.
     """
 
     def limited(threads: int | None, run: Callable[..., dict[str, float]], **kwargs) -> Run:
@@ -73,6 +74,7 @@ def configurations(
                     (f"torch/{threads}t/{variant}", limited(threads, run_torch, evaluate=evaluate))
                 )
     runs.append(("matmuls/1t", limited(1, run_matmuls)))
+    runs.append(("minimal/1t", limited(1, run_minimal)))
     return runs
 
 
@@ -200,6 +202,17 @@ def sklearn_rows(
             None,
         )
     )
+    rows.append(
+        _ratio_row(
+            section,
+            workload,
+            results,
+            "minimal/1t",
+            "sklearn/default/float32",
+            f"reference: a bare NumPy loop 1t / MLPClassifier float32 {default}",
+            None,
+        )
+    )
     for threads in (1, 2):
         peer_threads = "default" if threads == sklearn_threads else f"{threads}t"
         for dtype in ("float64", "float32"):
@@ -235,6 +248,17 @@ def torch_rows(
         for variant in ("no-eval", "eval")
     ]
     rows.append(_accuracy_row(section, workload, results, "torch/1t/no-eval", "torch"))
+    rows.append(
+        _ratio_row(
+            section,
+            workload,
+            results,
+            "minimal/1t",
+            "torch/1t/no-eval",
+            "reference: a bare NumPy loop 1t / torch 1t",
+            None,
+        )
+    )
     rows.append(
         _ratio_row(
             section,
@@ -277,6 +301,20 @@ def efficiency_rows(
             Row(
                 "3 efficiency",
                 f"{workload.name} torch step GFLOP/s / the same matmuls' (1t)",
+                "-",
+                efficiency,
+                "%",
+                detail=f"{theirs:.1f} vs {peak:.1f} GFLOP/s (medians)",
+                spread=spread,
+            )
+        )
+    if "minimal/1t" in results:
+        theirs = flops / _epoch(results, "minimal/1t") / 1e9
+        efficiency, spread = _efficiency(results, "minimal/1t")
+        rows.append(
+            Row(
+                "3 efficiency",
+                f"{workload.name} bare NumPy loop GFLOP/s / the same matmuls' (1t)",
                 "-",
                 efficiency,
                 "%",
