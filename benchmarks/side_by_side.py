@@ -294,27 +294,15 @@ def efficiency_rows(
             spread=spread,
         )
     ]
-    if "torch/1t/no-eval" in results:
-        theirs = flops / _epoch(results, "torch/1t/no-eval") / 1e9
-        efficiency, spread = _efficiency(results, "torch/1t/no-eval")
+    for key, name in (("torch/1t/no-eval", "torch step"), ("minimal/1t", "bare NumPy loop")):
+        if key not in results:
+            continue
+        theirs = flops / _epoch(results, key) / 1e9
+        efficiency, spread = _efficiency(results, key)
         rows.append(
             Row(
                 "3 efficiency",
-                f"{workload.name} torch step GFLOP/s / the same matmuls' (1t)",
-                "-",
-                efficiency,
-                "%",
-                detail=f"{theirs:.1f} vs {peak:.1f} GFLOP/s (medians)",
-                spread=spread,
-            )
-        )
-    if "minimal/1t" in results:
-        theirs = flops / _epoch(results, "minimal/1t") / 1e9
-        efficiency, spread = _efficiency(results, "minimal/1t")
-        rows.append(
-            Row(
-                "3 efficiency",
-                f"{workload.name} bare NumPy loop GFLOP/s / the same matmuls' (1t)",
+                f"{workload.name} {name} GFLOP/s / the same matmuls' (1t)",
                 "-",
                 efficiency,
                 "%",

@@ -12,45 +12,10 @@ hyperband builds studies of its own from the storage and gains nothing from it.
 
 from __future__ import annotations
 
-import copy
-import time
-from collections.abc import Container
-from typing import Any
-
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
-REFRESH_SECONDS = 10.0
-
-
-class StudySnapshot:
-    """A study whose trial lists (``get_trials``, ``trials`` and Optuna's internal
-    ``_get_trials``) answer from one read; everything else is the study."""
-
-    def __init__(self, study: optuna.Study) -> None:
-        self._study = study
-        self._trials = study.get_trials(deepcopy=False)
-
-    def get_trials(
-        self, deepcopy: bool = True, states: Container[TrialState] | None = None
-    ) -> list[FrozenTrial]:
-        trials = self._trials if states is None else [t for t in self._trials if t.state in states]
-        return copy.deepcopy(trials) if deepcopy else list(trials)
-
-    def _get_trials(
-        self,
-        deepcopy: bool = True,
-        states: Container[TrialState] | None = None,
-        use_cache: bool = False,
-    ) -> list[FrozenTrial]:
-        return self.get_trials(deepcopy, states)
-
-    @property
-    def trials(self) -> list[FrozenTrial]:
-        return self.get_trials()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._study, name)
+from core.study.snapshots import REFRESH_SECONDS, SnapshotCache
 
 
 class SnapshotPruner(optuna.pruners.BasePruner):
@@ -66,17 +31,13 @@ class SnapshotPruner(optuna.pruners.BasePruner):
         self, pruner: optuna.pruners.BasePruner, refresh_seconds: float = REFRESH_SECONDS
     ) -> None:
         self.pruner = pruner
-        self.refresh_seconds = refresh_seconds
-        self._snapshot: StudySnapshot | None = None
-        self._key: tuple[int, int] | None = None
-        self._taken = 0.0
-        self.reads = 0  # snapshots taken, for tests and benchmarks
+        self._snapshots = SnapshotCache(refresh_seconds)
+
+    @property
+    def reads(self) -> int:
+        """Snapshots taken, for tests and benchmarks."""
+        return self._snapshots.reads
 
     def prune(self, study: optuna.Study, trial: FrozenTrial) -> bool:
-        key = (id(study), trial.number)
-        stale = time.monotonic() - self._taken > self.refresh_seconds
-        if self._snapshot is None or key != self._key or stale:
-            self._snapshot = StudySnapshot(study)
-            self._key, self._taken = key, time.monotonic()
-            self.reads += 1
-        return self.pruner.prune(self._snapshot, trial)  # type: ignore[arg-type]
+        view = self._snapshots.view(study, trial)
+        return self.pruner.prune(view, trial)  # type: ignore[arg-type]

@@ -12,16 +12,13 @@ are exactly those of the bare sampler (tested).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from core.study.pruning import StudySnapshot
-
-REFRESH_SECONDS = 10.0
+from core.study.snapshots import REFRESH_SECONDS, SnapshotCache, StudySnapshot
 
 
 class SnapshotSampler(optuna.samplers.BaseSampler):
@@ -36,20 +33,15 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
         self, sampler: optuna.samplers.BaseSampler, refresh_seconds: float = REFRESH_SECONDS
     ) -> None:
         self.sampler = sampler
-        self.refresh_seconds = refresh_seconds
-        self._snapshot: StudySnapshot | None = None
-        self._key: tuple[int, int] | None = None
-        self._taken = 0.0
-        self.reads = 0  # snapshots taken, for tests and benchmarks
+        self._snapshots = SnapshotCache(refresh_seconds)
+
+    @property
+    def reads(self) -> int:
+        """Snapshots taken, for tests and benchmarks."""
+        return self._snapshots.reads
 
     def _view(self, study: optuna.Study, trial: FrozenTrial) -> StudySnapshot:
-        key = (id(study), trial.number)
-        stale = time.monotonic() - self._taken > self.refresh_seconds
-        if self._snapshot is None or key != self._key or stale:
-            self._snapshot = StudySnapshot(study)
-            self._key, self._taken = key, time.monotonic()
-            self.reads += 1
-        return self._snapshot
+        return self._snapshots.view(study, trial)
 
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
@@ -88,7 +80,7 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
         state: TrialState,
         values: list[float] | None,
     ) -> None:
-        self._snapshot = self._key = None  # the next trial reads afresh
+        self._snapshots.forget()  # the next trial reads afresh
         self.sampler.after_trial(study, trial, state, values)
 
     def reseed_rng(self) -> None:

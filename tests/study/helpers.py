@@ -210,3 +210,15 @@ def child_runs(tracking_uri: str, study_name: str, experiment: str | None = None
 def parent_runs(tracking_uri: str, study_name: str, experiment: str | None = None) -> list:
     """The parent run(s) of ``study_name``."""
     return _runs(tracking_uri, study_name, "study", experiment)
+
+
+class CountingStorage(optuna.storages.InMemoryStorage):
+    """Counts the reads of every trial of the study (what a database pays per query)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def get_all_trials(self, *args, **kwargs):
+        self.reads += 1
+        return super().get_all_trials(*args, **kwargs)

@@ -13,21 +13,9 @@ from core.study.runner import make_sampler
 from core.study.sampling import SnapshotSampler
 from core.study.space import suggest
 
-from .helpers import load
+from .helpers import CountingStorage, load
 
 KINDS = ["none", "l1", "l2", "dropout", "weight_decay"]
-
-
-class _CountingStorage(optuna.storages.InMemoryStorage):
-    """Counts the reads of every trial of the study (what a database pays per query)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get_all_trials(self, *args, **kwargs):
-        self.reads += 1
-        return super().get_all_trials(*args, **kwargs)
 
 
 @pytest.fixture
@@ -47,7 +35,7 @@ def _value(params) -> float:
 def _run(sampler, spec, *, pruner=None, pairs: bool) -> tuple[list, int]:
     """40 trials; with ``pairs``, two are asked before either is told, as two workers do,
     so constant liar has running trials to lie about."""
-    storage = _CountingStorage()
+    storage = CountingStorage()
     study = optuna.create_study(storage=storage, sampler=sampler, pruner=pruner)
     for _ in range(20 if pairs else 40):
         trials = [study.ask() for _ in range(2 if pairs else 1)]

@@ -15,7 +15,7 @@ from core.study.runner import make_pruner
 from core.study.spec import parse_spec
 from core.study.storage import BatchedRDBStorage
 
-from .helpers import TINY
+from .helpers import TINY, CountingStorage
 
 VALUES = [0.9, 0.7, float("nan"), float("inf"), -float("inf"), 0.5, 0.25]
 
@@ -182,20 +182,8 @@ def _curve(trial: optuna.Trial) -> float:
     return value
 
 
-class _CountingStorage(optuna.storages.InMemoryStorage):
-    """Counts the reads of every trial of the study (what a database pays per query)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads = 0
-
-    def get_all_trials(self, *args, **kwargs):
-        self.reads += 1
-        return super().get_all_trials(*args, **kwargs)
-
-
 def _history(pruner: optuna.pruners.BasePruner) -> tuple[list[tuple], int]:
-    storage = _CountingStorage()
+    storage = CountingStorage()
     study = optuna.create_study(
         storage=storage, sampler=optuna.samplers.RandomSampler(seed=3), pruner=pruner
     )
