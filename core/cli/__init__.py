@@ -18,11 +18,14 @@ from pathlib import Path
 
 from core.cli.args import Parser, positive_int
 from core.study.errors import TooManyFailures
-from core.study.interrupts import Terminated, raise_terminated
+from core.study.interrupts import (
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    exit_code,
+    raise_terminated,
+)
 
 EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
-EXIT_TERMINATED = 143  # 128 + SIGTERM
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 logger = logging.getLogger("regstudy")
@@ -213,6 +216,11 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
         if bar is not None:
             bar.close()
     failed = [code for code in codes if code != 0]
+    if failed and set(failed) <= {EXIT_INTERRUPTED, EXIT_TERMINATED}:
+        # Ctrl-C reached the workers (one process group) but not this process, or they
+        # were sent SIGTERM: they marked their trials; say so as for one process.
+        print(f"\nregstudy: {_interrupted_message(max(failed))}", file=sys.stderr)
+        return max(failed)
     if failed:
         print(
             f"regstudy: {len(failed)} of {len(codes)} workers failed (exit codes {failed}); "
@@ -229,6 +237,16 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
         ]
         _print_results(studies, spec, args, started)
     return 0
+
+
+_STOPPED = {EXIT_INTERRUPTED: "interrupted", EXIT_TERMINATED: "terminated"}
+
+
+def _interrupted_message(code: int) -> str:
+    return (
+        f"{_STOPPED[code]}; a running trial is marked failed and its run closed. "
+        "Run the same command again to resume."
+    )
 
 
 def _print_results(studies, spec, args, started) -> None:
@@ -457,14 +475,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"regstudy: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as interrupt:
-        what = "terminated" if isinstance(interrupt, Terminated) else "interrupted"
+        code = exit_code(interrupt)
         if args.func in (cmd_run, cmd_worker):
-            what += (
-                "; a running trial is marked failed and its run closed. "
-                "Run the same command again to resume."
-            )
-        print(f"\nregstudy: {what}", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
+            print(f"\nregstudy: {_interrupted_message(code)}", file=sys.stderr)
+        else:
+            print(f"\nregstudy: {_STOPPED[code]}", file=sys.stderr)
+        return code
     finally:
         signal.signal(signal.SIGTERM, previous)
 

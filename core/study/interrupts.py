@@ -14,9 +14,17 @@ import signal
 import threading
 from collections.abc import Iterator
 
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM, handled like Ctrl-C: the running trial is marked and its run closed."""
+
+
+def exit_code(interrupt: KeyboardInterrupt) -> int:
+    """The exit code of a process stopped by ``interrupt``: 143 for SIGTERM, else 130."""
+    return EXIT_TERMINATED if isinstance(interrupt, Terminated) else EXIT_INTERRUPTED
 
 
 def raise_terminated(signum, frame) -> None:

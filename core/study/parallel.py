@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import optuna
 
-from core.study.interrupts import Terminated, raise_terminated
+from core.study.interrupts import Terminated, exit_code, raise_terminated
 from core.study.loop import FINISHED, count
 from core.study.runner import open_stores, run_study
 from core.study.spec import Spec
@@ -38,8 +38,13 @@ def worker_main(
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    with limit_blas_threads(blas_threads):
-        run_study(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials)
+    try:
+        with limit_blas_threads(blas_threads):
+            run_study(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials)
+    except KeyboardInterrupt as interrupt:
+        # The running trial is marked and its run closed; the parent tells the user, so
+        # no traceback here (multiprocessing prints one for any exception but SystemExit).
+        raise SystemExit(exit_code(interrupt)) from None
 
 
 class limit_blas_threads:  # noqa: N801 - used like a function, as threadpoolctl's is

@@ -248,3 +248,32 @@ def test_sigterm_landing_in_a_storage_read_still_fails_the_trial_and_closes_its_
     assert run.info.status in ("KILLED", "FAILED")
     assert run.data.tags["state"] == "FAIL"
     assert elapsed < 20
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "word"),
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+)
+def test_a_signal_to_a_pool_of_workers_is_one_message_and_no_traceback(
+    tmp_path, mlflow_uri, sig, code, word
+):
+    # Ctrl-C in a terminal reaches the whole process group, workers included; so does a
+    # SIGTERM sent to the group (as a job scheduler may).
+    name = f"pool-{word}"
+    spec = slow_spec(tmp_path, name, n_trials=4, epochs=400)
+    pool = start_cli(*run_args(spec, tmp_path, mlflow_uri), "--workers", "2")
+    try:
+        poll_trials(tmp_path, name, pool, running_with_reports, timeout=120)
+        os.killpg(pool.pid, sig)
+        _, err = pool.communicate(timeout=60)
+    finally:
+        stop_process(pool, signal.SIGKILL)
+    assert pool.returncode == code, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert f"regstudy: {word}; a running trial is marked failed" in err
+    assert "workers failed" not in err
+    trials = final_trials(tmp_path, name)
+    assert count(trials, TrialState.FAIL) >= 1
+    assert count(trials, TrialState.RUNNING, TrialState.WAITING) == 0
+    for run in child_runs(mlflow_uri, name):
+        assert run.info.status != "RUNNING"
