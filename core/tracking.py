@@ -213,41 +213,77 @@ class Tracker:
         return TrialRun(self.client, run_id)
 
     def reconcile(self, study: optuna.Study) -> int:
-        """Close RUNNING runs whose trial is no longer running (its process died).
+        """Close RUNNING runs whose trial is no longer running (its process died), and give
+        a closed run to each failed trial that has none (its worker died between creating
+        the trial and its run), so every trial has exactly one run.
 
-        Returns the number of runs closed. A trial that is still RUNNING keeps its run open:
-        its worker may be alive; once heartbeats fail it, the next reconcile closes the run.
+        Returns the number of runs closed or created. A trial that is still RUNNING keeps
+        its run open: its worker may be alive; once heartbeats fail it, the next reconcile
+        closes the run. Call it under the study's lock, so two workers do not both create
+        the run of one failed trial.
         """
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=(
-                f"tags.role = 'trial' and tags.study = '{study.study_name}' "
-                "and attributes.status = 'RUNNING'"
-            ),
-            max_results=10_000,
+            filter_string=f"tags.role = 'trial' and tags.study = '{study.study_name}'",
+            max_results=50_000,
         )
-        if not runs:
-            return 0
-        by_number = {t.number: t for t in study.get_trials(deepcopy=False)}
-        closed = 0
+        trials = study.get_trials(deepcopy=False)
+        by_number = {t.number: t for t in trials}
+        changed = 0
         for run in runs:
+            if run.info.status != "RUNNING":
+                continue
             trial = by_number.get(int(run.data.tags.get("trial_number", -1)))
             state = trial.state.name if trial is not None else "FAIL"
             if state in ("RUNNING", "WAITING"):
                 continue
-            status = RUN_STATUS.get(state, "FAILED")
             tags = [RunTag("state", state), RunTag("closed_by", "reconcile")]
             if state == "FAIL":
-                reason = "the worker died mid-trial (its heartbeat stopped)"
-                if trial is not None:
-                    reason = trial.user_attrs.get("fail_reason", reason)
-                tags.append(RunTag("fail_reason", str(reason)[:5000]))
+                tags.append(RunTag("fail_reason", _fail_reason(trial, mid_trial=True)))
             self.client.log_batch(run.info.run_id, tags=tags)
-            self.client.set_terminated(run.info.run_id, status=status)
-            closed += 1
-        if closed:
-            logger.info("closed %d MLflow run(s) left open by dead workers", closed)
-        return closed
+            self.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(state, "FAILED"))
+            changed += 1
+        tracked = {int(run.data.tags.get("trial_number", -1)) for run in runs}
+        for trial in trials:
+            if trial.state == optuna.trial.TrialState.FAIL and trial.number not in tracked:
+                self._run_for_lost_trial(study, trial)
+                changed += 1
+        if changed:
+            logger.info("closed or created %d MLflow run(s) of dead workers' trials", changed)
+        return changed
+
+    def _run_for_lost_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A run, closed as FAILED, for a failed trial whose worker died before making one."""
+        tags = {
+            "mlflow.runName": f"trial-{trial.number:03d}-{trial.params.get('regularizer', '-')}",
+            "role": "trial",
+            "study": study.study_name,
+            "trial_number": str(trial.number),
+            "regularizer": str(trial.params.get("regularizer", "unknown")),
+            "spec_hash": self.spec_hash,
+            "state": "FAIL",
+            "closed_by": "reconcile",
+            "fail_reason": _fail_reason(trial, mid_trial=False),
+        }
+        parent = study.user_attrs.get(PARENT_ATTR)
+        if parent is not None:
+            tags["mlflow.parentRunId"] = parent
+        run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
+        params = [Param(f"sampled.{k}", str(v)) for k, v in sorted(trial.params.items())]
+        if params:
+            self.client.log_batch(run_id, params=params[:MAX_PARAMS_PER_BATCH])
+        self.client.set_terminated(run_id, status="FAILED")
+
+
+def _fail_reason(trial: optuna.trial.FrozenTrial | None, mid_trial: bool) -> str:
+    reason = (
+        "the worker died mid-trial (its heartbeat stopped)"
+        if mid_trial
+        else "the trial ended before its run was created (its worker died or was stopped)"
+    )
+    if trial is not None:
+        reason = trial.user_attrs.get("fail_reason", reason)
+    return str(reason)[:5000]
 
 
 def _fixed_params(spec: Spec) -> dict[str, Any]:

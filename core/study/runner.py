@@ -342,8 +342,9 @@ def _run_one(
     fail_stale(study)
     parent_run_id = None
     if tracker is not None:
-        tracker.reconcile(study)
-        with study_lock(storage_url, study.study_name):  # one parent run, however many workers
+        # Under the lock: one parent run and one run per trial, however many workers.
+        with study_lock(storage_url, study.study_name):
+            tracker.reconcile(study)
             parent_run_id = tracker.parent_run(study, arm=ref.arm)
     objective = Objective(spec, splits, tracker=tracker, parent_run_id=parent_run_id, arm=ref.arm)
     remaining = total - count(study, FINISHED)
@@ -375,9 +376,8 @@ def _run_one(
         raise
     finally:
         if tracker is not None:
-            tracker.reconcile(study)
-            # Close the parent unless another worker is still adding trials under it; a
-            # resume reopens it.
+            with study_lock(storage_url, study.study_name):
+                tracker.reconcile(study)
             # Close the parent when the budget is spent or no other worker is still adding
             # trials under it (an interrupted worker leaves it to the others); a resume
             # reopens it.

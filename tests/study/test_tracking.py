@@ -17,6 +17,7 @@ import core.study.objective as objective_module
 import core.study.runner as runner_module
 from core.study.objective import Objective, load_splits
 from core.study.runner import make_storage, open_study, run_study, study_refs
+from core.study.space import suggest
 from core.tracking import EPOCH_METRICS, RUN_ATTR, Tracker
 
 from .helpers import child_runs, load, parent_runs, run_cli, write_spec
@@ -344,3 +345,31 @@ def test_a_300_epoch_trial_makes_few_writes_and_logs_complete_histories(
         points = client.get_metric_history(run_id, key)
         steps = sorted(m.step for m in points)
         assert steps == list(range(300)), key
+
+
+def test_a_failed_trial_whose_worker_died_before_its_run_gets_one_closed_run(
+    tmp_path, optuna_url, mlflow_uri
+):
+    spec = load(tmp_path, "lost", study={"n_trials": 1}, train={"max_epochs": 2})
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    # A worker that sampled a trial and died before creating its run: the heartbeat
+    # fails the trial, and no run names it.
+    trial = study.ask()
+    params = suggest(trial, spec)
+    study.tell(trial, state=TrialState.FAIL)
+    assert sorted(runs_by_number(mlflow_uri, "lost")) == [0]
+
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri, n_trials=2)
+    by_number = runs_by_number(mlflow_uri, "lost")
+    assert sorted(by_number) == [0, 1, 2]  # one run per trial, the lost one included
+    (lost,) = by_number[trial.number]
+    assert lost.info.status == "FAILED"
+    assert lost.data.tags["state"] == "FAIL"
+    assert lost.data.tags["closed_by"] == "reconcile"
+    assert "before its run was created" in lost.data.tags["fail_reason"]
+    assert lost.data.tags["regularizer"] == params.regularizer
+    assert lost.data.tags["mlflow.parentRunId"] == study.user_attrs["mlflow_parent_run_id"]
+    assert lost.data.params["sampled.learning_rate"] == str(trial.params["learning_rate"])
+    # A second pass creates nothing more.
+    run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri, n_trials=2)
+    assert [len(runs) for runs in runs_by_number(mlflow_uri, "lost").values()] == [1, 1, 1]
