@@ -87,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.report import format_table, rows_as_json, write_json
 
     payload["rows"] = rows_as_json(rows)
-    path = write_json(payload, quick=settings.quick)
     print()
-    print(format_table(rows))
+    if rows:
+        print(format_table(rows))
     for note in payload["notes"]:
         print(f"note: {note}")
-    print(f"wrote {path}")
+    if rows:  # nothing measured (section 2 alone, without PyTorch): no file
+        print(f"wrote {write_json(payload, quick=settings.quick)}")
     print(f"total {payload['seconds']:.0f} s")
     return 0
 

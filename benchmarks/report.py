@@ -136,9 +136,28 @@ def write_json(payload: dict[str, Any], *, quick: bool) -> Path:
     """Write ``payload`` to ``benchmarks/results/bench[-quick]-YYYYmmdd-HHMMSS.json``."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = RESULTS_DIR / f"bench{'-quick' if quick else ''}-{stamp}.json"
-    path.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
+    stem = f"bench{'-quick' if quick else ''}-{stamp}"
+    path = RESULTS_DIR / f"{stem}.json"
+    copy = 1
+    while path.exists():  # two runs within one second
+        copy += 1
+        path = RESULTS_DIR / f"{stem}-{copy}.json"
+    text = json.dumps(_finite(payload), indent=2, default=_jsonable, allow_nan=False)
+    path.write_text(text + "\n")
     return path
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: strict JSON parsers reject Python's NaN literal."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if hasattr(value, "tolist") and hasattr(value, "dtype"):  # NumPy scalars and arrays
+        return _finite(value.tolist())
+    return value
 
 
 def rows_as_json(rows: list[Row]) -> list[dict[str, Any]]:
@@ -146,7 +165,5 @@ def rows_as_json(rows: list[Row]) -> list[dict[str, Any]]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Fallback for NumPy scalars and paths; NaN stays NaN (valid for Python's json)."""
-    if hasattr(value, "item"):
-        return value.item()
+    """Fallback for what JSON has no type for (paths, say): its text."""
     return str(value)

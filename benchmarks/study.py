@@ -13,6 +13,7 @@ study with one and with two worker processes.
 from __future__ import annotations
 
 import contextlib
+import math
 import statistics
 import tempfile
 import time
@@ -225,11 +226,11 @@ def overhead_rows(result: dict[str, Any]) -> list[Row]:
             section,
             f"{name}: Optuna SQLite + MLflow overhead, share of wall",
             "eval",
-            overhead / full * 100,
+            statistics.median(shares),
             "%",
             OVERHEAD_TARGET,
             detail=(
-                f"{overhead:.2f} s of {full:.1f} s; raw walls {full:.1f} s vs "
+                f"medians {overhead:.2f} s of {full:.1f} s; raw walls {full:.1f} s vs "
                 f"{wall['memory']:.1f} s in memory, untracked; {same}"
             ),
             spread=(min(shares), max(shares)),
@@ -407,7 +408,8 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
     for study, basis, target in cases:
         ones, twos = figures[f"1/{study}"][basis].values, figures[f"2/{study}"][basis].values
         one, two = statistics.median(ones), statistics.median(twos)
-        ratios = [b / a for a, b in zip(ones, twos, strict=True)]
+        # A repeat where a worker got no trial has no rate (NaN): it is left out.
+        ratios = [b / a for a, b in zip(ones, twos, strict=True) if math.isfinite(b / a)]
         label = "while both run" if basis == "steady" else "wall, with start-up"
         trials = (
             n_trials if study.startswith(f"hidden {WORKERS_HIDDEN},") else max(4, n_trials // 4)
@@ -417,12 +419,12 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
                 "5 workers",
                 f"{trials} trials, {study}: 2 workers / 1, trials/min ({label})",
                 "eval",
-                statistics.median(ratios),
+                statistics.median(ratios) if ratios else math.nan,
                 "x",
                 target,
                 at_most=False,
                 detail=f"{two:.0f} vs {one:.0f} trials/min",
-                spread=(min(ratios), max(ratios)),
+                spread=(min(ratios), max(ratios)) if ratios else None,
             )
         )
     return rows

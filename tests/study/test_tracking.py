@@ -337,6 +337,9 @@ def test_a_300_epoch_trial_makes_few_writes_and_logs_complete_histories(
     metric_batches = math.ceil(300 * len(EPOCH_METRICS) / 1000)
     assert for_trial.count("log_batch") <= metric_batches + 3, for_trial
     assert len(for_trial) <= metric_batches + 10, for_trial
+    # Both files (history.csv, weights.npz) in one artifact call: each is a run lookup.
+    assert for_trial.count("log_artifacts") == 1, for_trial
+    assert "log_artifact" not in for_trial and "log_text" not in for_trial, for_trial
 
     client = MlflowClient(mlflow_uri)
     run = client.get_run(run_id)
