@@ -262,7 +262,9 @@ def _print_results(studies, spec, args, started) -> None:
         elif args.tracking_uri.startswith("sqlite:"):
             print(f"Browse them:    regstudy ui --tracking-uri {args.tracking_uri}")
         same_stores = (
-            " --storage ... --tracking-uri ..." if args.storage != DEFAULT_STORAGE else ""
+            f" --storage {_masked(args.storage)} --tracking-uri {_masked(args.tracking_uri)}"
+            if args.storage != DEFAULT_STORAGE or args.tracking_uri != DEFAULT_TRACKING_URI
+            else ""
         )
         print(f"Report:         regstudy report {args.spec}{same_stores}")
 
@@ -326,6 +328,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     uri = args.tracking_uri or DEFAULT_TRACKING_URI
+    problem = _ui_store_problem(args.tracking_uri) if args.tracking_uri else None
+    if problem:
+        return _fail(problem)
     command = ui_command(
         host=args.host,
         port=args.port,
@@ -337,8 +342,33 @@ def cmd_ui(args: argparse.Namespace) -> int:
         return 0
     if uri == DEFAULT_TRACKING_URI and not Path("runs/mlflow.db").exists():
         return _fail("no runs yet: runs/mlflow.db does not exist; run `make study` first")
+    store = Path(uri.removeprefix("sqlite:///"))
+    if uri.startswith("sqlite:///") and not store.is_file():
+        # MLflow would create an empty store (and its directory) and serve nothing.
+        return _fail(f"--tracking-uri {uri!r}: {str(store)!r} does not exist; run a study first")
     print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
     return subprocess.call(command)
+
+
+def _ui_store_problem(uri: str) -> str | None:
+    """Why ``uri`` cannot back the UI, or None: a SQLite MLflow store in an existing
+    directory, or a PostgreSQL database (an http URI is a server, not a store)."""
+    from core.study.urls import check_tracking_uri
+
+    if uri.startswith(("postgresql://", "postgresql+")):
+        return None
+    if not uri.startswith("sqlite:///"):
+        return (
+            f"--tracking-uri {uri!r} cannot back the UI; allowed: sqlite:///PATH of an "
+            "existing MLflow store, or postgresql://..."
+        )
+    from core.study.errors import StorageError
+
+    try:
+        check_tracking_uri(uri)  # a directory, a missing directory, another database
+    except StorageError as error:
+        return str(error)
+    return None
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

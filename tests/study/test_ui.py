@@ -113,3 +113,40 @@ def test_mask_url_hides_passwords_in_the_user_part_and_in_the_query():
         "postgresql://bob@db/x?sslmode=require&password=***"
     )
     assert mask_url("sqlite:///runs/optuna.db") == "sqlite:///runs/optuna.db"
+
+
+@pytest.mark.parametrize(
+    ("uri", "needles"),
+    [
+        ("ftp://x", ["'ftp://x'", "sqlite:///PATH", "postgresql://"]),
+        ("http://127.0.0.1:5000", ["cannot back the UI"]),
+        ("sqlite:///{tmp}/no/such/dir/m.db", ["does not exist"]),
+        ("sqlite:///{tmp}/missing.db", ["missing.db", "does not exist", "run a study first"]),
+    ],
+)
+def test_a_store_the_ui_cannot_serve_is_one_line_and_creates_nothing(
+    capsys, tmp_path, uri, needles
+):
+    uri = uri.format(tmp=tmp_path)
+    code, out, err = ui(capsys, "--port", "5999", "--tracking-uri", uri)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert line.startswith("regstudy: error: --tracking-uri")
+    for needle in needles:
+        assert needle in line
+    assert out == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
+    from .helpers import write_spec
+
+    spec = write_spec(tmp_path, "summary", study={"n_trials": 2}, train={"max_epochs": 2})
+    storage, tracking = f"sqlite:///{tmp_path}/o.db", f"sqlite:///{tmp_path}/m.db"
+    result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
+    assert line.split(None, 1)[1] == (
+        f"regstudy report {spec} --storage {storage} --tracking-uri {tracking}"
+    )
+    assert f"regstudy ui --tracking-uri {tracking}" in result.stdout
