@@ -329,7 +329,7 @@ class TrialRun:
         # A thread cannot hide it (it holds the GIL). A writer process fed by a pipe was
         # tried: on 2 cores the trainer's BLAS already uses both, so training slowed by
         # the writer's CPU and the study took as long. Only fewer rows would help, which
-        # the per-epoch metric contract (DESIGN.md) rules out.
+        # the per-epoch metric contract (EPOCH_METRICS, listed in the README) rules out.
         pending, self._pending = self._pending, []
         for start in range(0, len(pending), MAX_METRICS_PER_BATCH):
             self.client.log_batch(
