@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from benchmarks.measure import Samples, rotated
+from benchmarks.measure import Samples, rotated, thread_limit
 from benchmarks.report import Row
 from core.testing import mlflow_server
 
@@ -153,7 +153,7 @@ def measure_overhead(n_trials: int, repeats: int) -> dict[str, Any]:
     figures = {config: {name: Samples() for name in names} for config in CONFIGS}
     signatures: dict[str, list] = {}
     # Warm-up, untimed: first imports, MLflow's and Optuna's first schema creation.
-    with tempfile.TemporaryDirectory() as directory:
+    with tempfile.TemporaryDirectory() as directory, thread_limit(1):
         _run_config("sqlite+mlflow", spec, 1, Path(directory), None)
     for repeat in range(repeats):
         for config in rotated(CONFIGS, repeat):
@@ -164,7 +164,7 @@ def measure_overhead(n_trials: int, repeats: int) -> dict[str, Any]:
                 if config == "sqlite+server":  # started and stopped outside the timing
                     backend = f"sqlite:///{directory}/server.db"
                     server = stack.enter_context(mlflow_server(backend, directory))
-                with clock.installed():
+                with clock.installed(), thread_limit(1):  # one BLAS thread, as `regstudy run`
                     started = time.perf_counter()
                     study = _run_config(config, spec, n_trials, directory, server)
                     wall = time.perf_counter() - started

@@ -37,3 +37,24 @@ def test_a_bad_flag_is_one_line_and_exit_code_2(capsys, main, argv, needles):
     assert "usage:" not in captured.err
     for needle in needles:
         assert needle in captured.err
+
+
+def test_run_limits_blas_to_one_thread_unless_told(tmp_path, monkeypatch):
+    import core.study.parallel as parallel
+    import core.study.runner as runner
+
+    limits = []
+    real = parallel.limit_blas_threads
+
+    def recording(limit):
+        limits.append(limit)
+        return real(limit)
+
+    monkeypatch.setattr(parallel, "limit_blas_threads", recording)
+    monkeypatch.setattr(runner, "run_study", lambda spec, **kwargs: [])
+    monkeypatch.setattr("core.cli._print_results", lambda *args: None)
+    base = ["run", "studies/quick.toml", "--no-tracking", "--quiet"]
+    base += ["--storage", f"sqlite:///{tmp_path}/o.db"]
+    assert regstudy_main(base) == 0
+    assert regstudy_main([*base, "--blas-threads", "2"]) == 0
+    assert limits == [1, 2]
