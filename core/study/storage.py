@@ -111,6 +111,23 @@ class BatchedRDBStorage(RDBStorage):
             buffer.since = time.monotonic()
         return buffer
 
+    def _create_new_trial(
+        self, study_id: int, template_trial: FrozenTrial | None = None
+    ) -> FrozenTrial:
+        # The method both create_new_trial and Optuna's caching wrapper call.
+        trial = super()._create_new_trial(study_id, template_trial)
+        if trial.state == TrialState.RUNNING:
+            self._first_beat(trial._trial_id)
+        return trial
+
+    def _first_beat(self, trial_id: int) -> None:
+        """A heartbeat as soon as a trial runs. Optuna fails stale trials by their last
+        beat, and a trial with none is never stale: a worker killed while its sampler
+        worked (between creating the trial and the trial loop's first beat) left it
+        RUNNING for ever, holding a slot of the budget, so the study never ended."""
+        if self.get_heartbeat_interval():
+            self.record_heartbeat(trial_id)
+
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
@@ -118,7 +135,10 @@ class BatchedRDBStorage(RDBStorage):
         if state.is_finished():
             with self._buffer_lock:
                 self._reporting.discard(trial_id)
-        return super().set_trial_state_values(trial_id, state, values)
+        changed = super().set_trial_state_values(trial_id, state, values)
+        if changed and state == TrialState.RUNNING:  # an enqueued trial, taken
+            self._first_beat(trial_id)
+        return changed
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         trial = super().get_trial(trial_id)

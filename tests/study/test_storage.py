@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 import pickle
+import time
+import warnings
 
 import optuna
 import pytest
@@ -230,3 +232,21 @@ def test_snapshot_pruner_sees_trials_completed_elsewhere_after_refresh():
     study.add_trial(optuna.trial.create_trial(value=0.5, intermediate_values={0: 0.5}))
     assert not decide(stale)  # the snapshot predates it
     assert decide(fresh)
+
+
+@pytest.mark.parametrize("enqueued", [False, True], ids=["asked", "enqueued"])
+def test_a_trial_whose_worker_dies_before_the_loop_beats_still_goes_stale(tmp_path, enqueued):
+    # A worker killed inside study.ask() (while its sampler works) never reached the trial
+    # loop's heartbeat. Without a beat of its own the trial was never stale: RUNNING for
+    # ever, holding a slot of the budget.
+    url = f"sqlite:///{tmp_path}/o.db"
+    storage = BatchedRDBStorage(url, heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="stale")
+    if enqueued:
+        study.enqueue_trial({"x": 0.5})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # heartbeats outside optimize()
+        trial = study.ask()
+    time.sleep(2.2)
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[trial.number].state == TrialState.FAIL
