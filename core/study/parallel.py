@@ -13,13 +13,17 @@ import multiprocessing
 import signal
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import optuna
-
+# Light imports only: a spawned worker imports this module before worker_main runs, and a
+# Ctrl-C landing in a slow import there would print a traceback (Optuna, scikit-learn and
+# MLflow are imported inside the functions, where the interrupt is handled).
 from core.study.interrupts import Terminated, exit_code, raise_terminated
-from core.study.loop import FINISHED, count
-from core.study.runner import open_stores, run_study
-from core.study.spec import Spec
+
+if TYPE_CHECKING:
+    import optuna
+
+    from core.study.spec import Spec
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +41,12 @@ def worker_main(
     logging.basicConfig(level=log_level, format="%(levelname)s worker %(process)d: %(message)s")
     for name in ("mlflow", "alembic", "sqlalchemy", "urllib3"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
+        import optuna
+
+        from core.study.runner import run_study
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
         with limit_blas_threads(blas_threads):
             run_study(spec, storage_url=storage_url, tracking_uri=tracking_uri, n_trials=n_trials)
     except KeyboardInterrupt as interrupt:
@@ -68,6 +76,8 @@ class limit_blas_threads:  # noqa: N801 - used like a function, as threadpoolctl
 
 def prepare(spec: Spec, storage_url: str, tracking_uri: str | None) -> list[optuna.Study]:
     """Create both stores and every study once, before any worker starts."""
+    from core.study.runner import open_stores
+
     _, studies, _ = open_stores(spec, storage_url, tracking_uri)
     return studies
 
@@ -91,6 +101,8 @@ def run_parallel(
     Returns:
         The exit codes of the workers (0 for each that finished normally).
     """
+    from core.study.loop import FINISHED, count
+
     studies = prepare(spec, storage_url, tracking_uri)
     total = (n_trials or spec.study.n_trials) * len(studies)
     context = multiprocessing.get_context("spawn")

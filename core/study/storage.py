@@ -34,7 +34,8 @@ import sqlalchemy
 from optuna.storages import RDBStorage
 
 # Optuna's RDB models and session helper are internal. The flush needs them to write many
-# rows in one transaction; optuna<6 is pinned in pyproject.toml and
+# rows in one transaction (and the first heartbeat hooks RDBStorage._create_new_trial, the
+# method Optuna's caching wrapper calls); optuna<6 is pinned in pyproject.toml and
 # tests/study/test_storage.py compares what the flush writes with plain RDBStorage.
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session

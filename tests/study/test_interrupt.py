@@ -277,3 +277,36 @@ def test_a_signal_to_a_pool_of_workers_is_one_message_and_no_traceback(
     assert count(trials, TrialState.RUNNING, TrialState.WAITING) == 0
     for run in child_runs(mlflow_uri, name):
         assert run.info.status != "RUNNING"
+
+
+def _group_size(pgid: int) -> int:
+    """Processes in process group ``pgid`` (Linux /proc)."""
+    size = 0
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            size += int(fields[2]) == pgid  # the field after state and parent id
+    return size
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_the_workers_still_start_is_one_message_too(tmp_path, mlflow_uri, delay):
+    # The workers are importing (Optuna, scikit-learn, MLflow) when the signal lands. The
+    # first ~50 ms of a worker, Python's own start-up, stay out of reach: a signal there
+    # aborts the interpreter before any code of ours runs.
+    spec = slow_spec(tmp_path, "early", n_trials=4, epochs=400)
+    pool = start_cli(*run_args(spec, tmp_path, mlflow_uri), "--workers", "2")
+    try:
+        wait_for(lambda: _group_size(pool.pid) >= 3, timeout=60, interval=0.01)
+        time.sleep(delay)
+        os.killpg(pool.pid, signal.SIGINT)
+        _, err = pool.communicate(timeout=60)
+    finally:
+        stop_process(pool, signal.SIGKILL)
+    assert pool.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    assert "regstudy: interrupted" in err
