@@ -190,17 +190,9 @@ class Tracker:
         self, trial: optuna.Trial, params: TrialParams, seed: int, *, parent_run_id: str
     ) -> TrialRun:
         """Open the trial's child run and point trial and run at each other."""
-        study_name = trial.study.study_name
-        tags = {
-            "mlflow.parentRunId": parent_run_id,
-            "mlflow.runName": f"trial-{trial.number:03d}-{params.regularizer}",
-            "role": "trial",
-            "study": study_name,
-            "trial_number": str(trial.number),
-            "regularizer": params.regularizer,
-            "spec_hash": self.spec_hash,
-            "state": "RUNNING",
-        }
+        tags = self._trial_tags(
+            trial.study.study_name, trial.number, params.regularizer, "RUNNING", parent_run_id
+        )
         run = self.client.create_run(self.experiment_id, tags=tags)
         run_id = run.info.run_id
         trial.set_user_attr(RUN_ATTR, run_id)
@@ -252,22 +244,30 @@ class Tracker:
             logger.info("closed or created %d MLflow run(s) of dead workers' trials", changed)
         return changed
 
-    def _run_for_lost_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        """A run, closed as FAILED, for a failed trial whose worker died before making one."""
+    def _trial_tags(
+        self, study_name: str, number: int, regularizer: str, state: str, parent: str | None
+    ) -> dict[str, str]:
+        """The tags every trial run carries, however it was made."""
         tags = {
-            "mlflow.runName": f"trial-{trial.number:03d}-{trial.params.get('regularizer', '-')}",
+            "mlflow.runName": f"trial-{number:03d}-{regularizer}",
             "role": "trial",
-            "study": study.study_name,
-            "trial_number": str(trial.number),
-            "regularizer": str(trial.params.get("regularizer", "unknown")),
+            "study": study_name,
+            "trial_number": str(number),
+            "regularizer": regularizer,
             "spec_hash": self.spec_hash,
-            "state": "FAIL",
-            "closed_by": "reconcile",
-            "fail_reason": _fail_reason(trial, mid_trial=False),
+            "state": state,
         }
-        parent = study.user_attrs.get(PARENT_ATTR)
         if parent is not None:
             tags["mlflow.parentRunId"] = parent
+        return tags
+
+    def _run_for_lost_trial(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """A run, closed as FAILED, for a failed trial whose worker died before making one."""
+        regularizer = str(trial.params.get("regularizer", "unknown"))
+        parent = study.user_attrs.get(PARENT_ATTR)
+        tags = self._trial_tags(study.study_name, trial.number, regularizer, "FAIL", parent)
+        tags["closed_by"] = "reconcile"
+        tags["fail_reason"] = _fail_reason(trial, mid_trial=False)
         run_id = self.client.create_run(self.experiment_id, tags=tags).info.run_id
         params = [Param(f"sampled.{k}", str(v)) for k, v in sorted(trial.params.items())]
         if params:

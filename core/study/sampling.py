@@ -18,7 +18,7 @@ import optuna
 from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
-from core.study.snapshots import REFRESH_SECONDS, SnapshotCache, StudySnapshot
+from core.study.snapshots import REFRESH_SECONDS, SnapshotCache
 
 
 class SnapshotSampler(optuna.samplers.BaseSampler):
@@ -40,19 +40,16 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
         """Snapshots taken, for tests and benchmarks."""
         return self._snapshots.reads
 
-    def _view(self, study: optuna.Study, trial: FrozenTrial) -> StudySnapshot:
-        return self._snapshots.view(study, trial)
-
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
-        view = self._view(study, trial)
+        view = self._snapshots.view(study, trial)
         return self.sampler.infer_relative_search_space(view, trial)  # type: ignore[arg-type]
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        view = self._view(study, trial)
+        view = self._snapshots.view(study, trial)
         return self.sampler.sample_relative(view, trial, search_space)  # type: ignore[arg-type]
 
     def sample_independent(
@@ -62,7 +59,7 @@ class SnapshotSampler(optuna.samplers.BaseSampler):
         param_name: str,
         param_distribution: BaseDistribution,
     ) -> Any:
-        view = self._view(study, trial)
+        view = self._snapshots.view(study, trial)
         return self.sampler.sample_independent(
             view,  # type: ignore[arg-type]
             trial,
