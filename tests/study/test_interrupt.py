@@ -34,6 +34,9 @@ from .helpers import (
 )
 
 # Trials long enough to be caught mid-way: iris, two layers of 64, batch 8, no early stop.
+# A single trial runs LONG_EPOCHS epochs (several seconds) so that the poller, which needs a
+# moment to open the database, always finds it early; 400 epochs once finished first in CI.
+LONG_EPOCHS = 4000
 SLOW = {
     "model": {"hidden": [64, 64]},
     "train": {"batch_size": 8},
@@ -87,11 +90,11 @@ def count(trials, *states: TrialState) -> int:
     return sum(t.state in states for t in trials)
 
 
-def running_with_reports(trials) -> bool:
-    """A trial has reported, but is early in its 400 epochs (reports show up to a heartbeat
+def running_with_reports(trials, early: int = LONG_EPOCHS // 4) -> bool:
+    """A trial has reported, but fewer than ``early`` epochs (reports show up to a heartbeat
     late), so a signal sent now lands inside the trial rather than after it."""
     return any(
-        t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) < 100 for t in trials
+        t.state == TrialState.RUNNING and 0 < len(t.intermediate_values) < early for t in trials
     )
 
 
@@ -103,7 +106,7 @@ def final_trials(directory: Path, study_name: str):
 
 def test_sigkilled_run_resumes_to_exactly_its_budget_without_duplicates(tmp_path, mlflow_uri):
     name = "b15"
-    spec = slow_spec(tmp_path, name, n_trials=10, epochs=50)
+    spec = slow_spec(tmp_path, name, n_trials=10, epochs=200)
     args = run_args(spec, tmp_path, mlflow_uri)
     worker = start_cli(*args)
     try:
@@ -113,7 +116,7 @@ def test_sigkilled_run_resumes_to_exactly_its_budget_without_duplicates(tmp_path
             worker,
             # Four trials done and the fifth killed mid-way, its MLflow run open.
             lambda trials: (
-                count(trials, TrialState.COMPLETE) >= 4 and running_with_reports(trials)
+                count(trials, TrialState.COMPLETE) >= 4 and running_with_reports(trials, early=100)
             ),
             timeout=90,
         )
@@ -147,7 +150,7 @@ def test_sigkilled_run_resumes_to_exactly_its_budget_without_duplicates(tmp_path
 
 def test_trial_of_a_killed_worker_and_its_run_are_failed_by_the_next_worker(tmp_path, mlflow_uri):
     name = "b12"
-    spec = slow_spec(tmp_path, name, n_trials=1, epochs=400)
+    spec = slow_spec(tmp_path, name, n_trials=1, epochs=LONG_EPOCHS)
     args = run_args(spec, tmp_path, mlflow_uri)
     worker = start_cli(*args)
     try:
@@ -174,7 +177,7 @@ def test_trial_of_a_killed_worker_and_its_run_are_failed_by_the_next_worker(tmp_
 
 def test_sigterm_mid_trial_exits_non_zero_and_closes_the_trial_and_its_run(tmp_path, mlflow_uri):
     name = "sigterm"
-    spec = slow_spec(tmp_path, name, n_trials=1, epochs=400)
+    spec = slow_spec(tmp_path, name, n_trials=1, epochs=LONG_EPOCHS)
     # PYTHONFAULTHANDLER: a worker that hangs after SIGTERM is aborted with its stacks shown.
     worker = start_cli(*run_args(spec, tmp_path, mlflow_uri), PYTHONFAULTHANDLER="1")
     try:
@@ -260,7 +263,7 @@ def test_a_signal_to_a_pool_of_workers_is_one_message_and_no_traceback(
     # Ctrl-C in a terminal reaches the whole process group, workers included; so does a
     # SIGTERM sent to the group (as a job scheduler may).
     name = f"pool-{word}"
-    spec = slow_spec(tmp_path, name, n_trials=4, epochs=400)
+    spec = slow_spec(tmp_path, name, n_trials=4, epochs=LONG_EPOCHS)
     pool = start_cli(*run_args(spec, tmp_path, mlflow_uri), "--workers", "2")
     try:
         poll_trials(tmp_path, name, pool, running_with_reports, timeout=120)
