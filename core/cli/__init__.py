@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from core.cli.args import Parser, positive_int
+from core.cli.args import Parser, non_negative_int, positive_int
 from core.study.errors import TooManyFailures
 from core.study.interrupts import (
     EXIT_INTERRUPTED,
@@ -219,8 +219,8 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
             bar.close()
     failed = [code for code in codes if code != 0]
     if failed and set(failed) <= {EXIT_INTERRUPTED, EXIT_TERMINATED}:
-        # Ctrl-C reached the workers (one process group) but not this process, or they
-        # were sent SIGTERM: they marked their trials; say so as for one process.
+        # The workers were sent SIGTERM (or SIGINT) directly, not this process: they
+        # marked their trials; say so as for one process.
         print(f"\nregstudy: {_interrupted_message(max(failed))}", file=sys.stderr)
         return max(failed)
     if failed:
@@ -330,7 +330,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     uri = args.tracking_uri or DEFAULT_TRACKING_URI
-    problem = _ui_store_problem(args.tracking_uri) if args.tracking_uri else None
+    problem = _ui_store_problem(uri, default=args.tracking_uri is None)
     if problem:
         return _fail(problem)
     command = ui_command(
@@ -342,19 +342,14 @@ def cmd_ui(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(" ".join(command))
         return 0
-    if uri == DEFAULT_TRACKING_URI and not Path("runs/mlflow.db").exists():
-        return _fail("no runs yet: runs/mlflow.db does not exist; run `make study` first")
-    store = Path(uri.removeprefix("sqlite:///"))
-    if uri.startswith("sqlite:///") and not store.is_file():
-        # MLflow would create an empty store (and its directory) and serve nothing.
-        return _fail(f"--tracking-uri {uri!r}: {str(store)!r} does not exist; run a study first")
     print(f"MLflow UI on http://{args.host}:{args.port} (Ctrl-C to stop)")
     return subprocess.call(command)
 
 
-def _ui_store_problem(uri: str) -> str | None:
-    """Why ``uri`` cannot back the UI, or None: a SQLite MLflow store in an existing
-    directory, or a PostgreSQL database (an http URI is a server, not a store)."""
+def _ui_store_problem(uri: str, *, default: bool) -> str | None:
+    """Why ``uri`` cannot back the UI, or None: an existing SQLite MLflow store, or a
+    PostgreSQL database (an http URI is a server, not a store). Creates nothing: MLflow
+    would make an empty store, and its directory, and serve nothing."""
     from core.study.urls import check_tracking_uri
 
     if uri.startswith(("postgresql://", "postgresql+")):
@@ -364,10 +359,15 @@ def _ui_store_problem(uri: str) -> str | None:
             f"--tracking-uri {uri!r} cannot back the UI; allowed: sqlite:///PATH of an "
             "existing MLflow store, or postgresql://..."
         )
+    store = Path(uri.removeprefix("sqlite:///"))
+    if not store.exists() and not uri.endswith("/"):
+        if default:
+            return f"no runs yet: {store} does not exist; run `make study` first"
+        return f"--tracking-uri {uri!r}: {str(store)!r} does not exist; run a study first"
     from core.study.errors import StorageError
 
     try:
-        check_tracking_uri(uri)  # a directory, a missing directory, another database
+        check_tracking_uri(uri)  # a directory, another kind of file
     except StorageError as error:
         return str(error)
     return None
@@ -461,6 +461,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.add_argument("--quiet", action="store_true", help="no progress bar, no summary")
     worker.add_argument("--verbose", action="store_true", help="debug logging")
+    worker.add_argument("--workers", nargs="?", action=_OneProcess, help=argparse.SUPPRESS)
     worker.set_defaults(func=cmd_worker)
 
     ui = sub.add_parser("ui", help="the MLflow UI over the local tracking store")
@@ -476,12 +477,28 @@ def build_parser() -> argparse.ArgumentParser:
     ui.set_defaults(func=cmd_ui, quiet=False, verbose=False)
 
     grad = sub.add_parser("gradcheck", help="finite-difference checks of every gradient")
-    grad.add_argument("--seed", type=int, default=0)
+    grad.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=0,
+        help="seed of the checks' data and dropout masks (default 0)",
+    )
     grad.add_argument("--verbose", action="store_true", help="one line per check")
     grad.set_defaults(func=cmd_gradcheck, quiet=False)
 
     add_report_command(sub)
     return parser
+
+
+class _OneProcess(argparse.Action):
+    """``worker --workers N``: say what to do instead of argparse's "unrecognized"."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        given = f"{option_string} {values}" if values else option_string
+        parser.error(
+            f"{given}: a worker is one process; start `regstudy worker` "
+            "once per process, or use `regstudy run SPEC --workers N` on one machine"
+        )
 
 
 def _port(text: str) -> int:

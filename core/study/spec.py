@@ -201,16 +201,16 @@ class DataSection(_Section):
         return task_of(self.dataset)
 
 
+def _widths(value: tuple[int, ...]) -> tuple[int, ...]:
+    if any(width < 1 for width in value):
+        raise ValueError("every layer width must be an integer >= 1")
+    return value
+
+
 class ModelSection(_Section):
-    hidden: Annotated[tuple[int, ...], BeforeValidator(_as_tuple)] = (64,)
+    hidden: Annotated[tuple[int, ...], BeforeValidator(_as_tuple), AfterValidator(_widths)] = (64,)
     activation: Literal["relu", "tanh"] = "relu"
     dtype: Literal["float32", "float64"] = "float32"
-
-    @model_validator(mode="after")
-    def _check(self) -> ModelSection:
-        if any(width < 1 for width in self.hidden):
-            raise ValueError(f"hidden widths must all be >= 1, but got {self.hidden}")
-        return self
 
 
 class TrainSection(_Section):

@@ -12,6 +12,12 @@ from urllib.parse import urlsplit, urlunsplit
 from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, StorageError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
+# SQLAlchemy's synchronous drivers for each scheme: the driver named after "+" (the first
+# one when none is named) and the module it imports.
+DRIVERS = {
+    "postgresql": {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"},
+    "mysql": {"mysqldb": "MySQLdb", "pymysql": "pymysql", "mysqlconnector": "mysql.connector"},
+}
 
 
 def mask_url(url: str) -> str:
@@ -56,7 +62,36 @@ def check_storage_url(url: str) -> str:
             raise StorageError(
                 f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
             )
+    else:
+        _check_driver(url, scheme, base)
     return url
+
+
+def _check_driver(url: str, scheme: str, base: str) -> None:
+    """The URL's database driver is one SQLAlchemy knows and is installed here."""
+    import importlib.util
+
+    drivers = DRIVERS[base]
+    driver = scheme.split("+", 1)[1] if "+" in scheme else next(iter(drivers))
+    allowed = ", ".join(f"{base}+{name}" for name in drivers)
+    if driver not in drivers:
+        raise StorageError(
+            f"--storage {mask_url(url)!r}: unknown driver {driver!r}; allowed: {allowed}"
+        )
+
+    def installed(module: str) -> bool:
+        try:
+            return importlib.util.find_spec(module) is not None
+        except ImportError:  # the parent package of a dotted name is missing
+            return False
+
+    if not installed(drivers[driver]):
+        present = [f"{base}+{name}" for name, module in drivers.items() if installed(module)]
+        raise StorageError(
+            f"--storage {mask_url(url)!r}: driver {driver!r} needs the Python module "
+            f"{drivers[driver]}, which is not installed; installed drivers for {base}: "
+            f"{', '.join(present) or 'none'} (allowed: {allowed})"
+        )
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -76,7 +111,13 @@ def check_tracking_uri(uri: str) -> str:
                 f"--tracking-uri {uri!r} names a directory; it must name a database file, "
                 "as sqlite:///runs/mlflow.db"
             )
-        if path.is_file() and not _is_mlflow_store(path):
+        kind = _store_kind(path) if path.is_file() else "mlflow"
+        if kind == "other":
+            raise StorageError(
+                f"--tracking-uri {uri!r}: {str(path)!r} is not a SQLite database; "
+                "name a new file or an MLflow store"
+            )
+        if kind == "database":
             raise StorageError(
                 f"--tracking-uri {uri!r}: {str(path)!r} is a database but not an MLflow store "
                 "(is it the Optuna storage?); use another file"
@@ -94,19 +135,20 @@ def check_tracking_uri(uri: str) -> str:
     )
 
 
-def _is_mlflow_store(path: Path) -> bool:
-    """True for an empty file, a SQLite database without tables (another worker has just
-    created it) or one holding MLflow's tables."""
+def _store_kind(path: Path) -> str:
+    """ "mlflow" for an empty file, a SQLite database without tables (another worker has
+    just created it) or one holding MLflow's tables; "database" for another SQLite
+    database; "other" for a file that is no SQLite database."""
     import sqlite3
 
     if path.stat().st_size == 0:
-        return True
+        return "mlflow"
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     except sqlite3.DatabaseError:
-        return False
-    return not tables or {"experiments", "runs"} <= tables
+        return "other"
+    return "mlflow" if not tables or {"experiments", "runs"} <= tables else "database"
 
 
 def check_distinct(storage_url: str, tracking_uri: str | None) -> None:

@@ -216,6 +216,13 @@ def test_spec_error_message_is_one_line_naming_field_value_and_rule(tmp_path):
 # after the Optuna storage was created. Checked in-process through ``core.cli.main`` (the
 # same code path as the command, without paying its start-up time again).
 RUNTIME_CASES = [
+    Case("hidden_width_zero", spec(model={"hidden": [32, 0]}), ("model.hidden", "[32, 0]")),
+    Case(
+        "storage_unknown_driver",
+        VALID,
+        ("--storage", "'postgresql+nosuch", "postgresql+psycopg2"),
+        ("--storage", "postgresql+nosuch://u@127.0.0.1/db"),
+    ),
     Case("negative_study_seed", spec(study={"seed": -1}), ("seed", "-1")),
     Case("negative_split_seed", spec(data={"split_seed": -1}), ("split_seed", "-1")),
     Case(
@@ -281,3 +288,19 @@ def test_input_the_run_cannot_use_exits_2_before_either_store_is_created(
 ):
     result = in_process_main(case, tmp_path)
     assert_rejected(result, tmp_path, case.needles)
+
+
+def test_a_storage_driver_that_is_not_installed_is_named_with_the_installed_ones(monkeypatch):
+    # Which drivers a machine has varies; pretend: mysqldb's module is missing, pymysql's
+    # (here json, always present) is installed.
+    from core.study import urls
+
+    monkeypatch.setitem(urls.DRIVERS, "mysql", {"mysqldb": "no_such_module", "pymysql": "json"})
+    with pytest.raises(urls.StorageError) as raised:
+        urls.check_storage_url("mysql://bob:hunter2@127.0.0.1/db")
+    message = str(raised.value)
+    assert "'mysql://bob:***@127.0.0.1/db'" in message
+    assert "driver 'mysqldb'" in message and "no_such_module" in message
+    assert "installed drivers for mysql: mysql+pymysql" in message
+    assert "hunter2" not in message
+    assert urls.check_storage_url("mysql+pymysql://bob@127.0.0.1/db")

@@ -14,12 +14,18 @@ def command_host(line: str) -> str:
     return words[words.index("--host") + 1]
 
 
+def store(directory) -> str:
+    """The URI of an empty file, which MLflow takes as a new store."""
+    (directory / "m.db").touch()
+    return f"sqlite:///{directory / 'm.db'}"
+
+
 def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path):
     result = run_cli(
         "ui",
         "--dry-run",
         "--tracking-uri",
-        f"sqlite:///{tmp_path / 'm.db'}",
+        store(tmp_path),
         MLFLOW_HOST="0.0.0.0",
         HOST="0.0.0.0",
         MLFLOW_UI_HOST="0.0.0.0",
@@ -30,7 +36,7 @@ def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path):
     assert command_host(line) == "127.0.0.1"
     assert "--host 127.0.0.1" in line
     assert result.stderr == ""
-    assert not (tmp_path / "m.db").exists()
+    assert (tmp_path / "m.db").stat().st_size == 0  # printed, not started
 
 
 def ui(capsys, *argv: str) -> tuple[int, str, str]:
@@ -43,7 +49,7 @@ def ui(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_a_non_loopback_host_without_allow_remote_exits_2_naming_allow_remote(capsys, tmp_path):
     code, out, err = ui(
-        capsys, "--dry-run", "--host", "0.0.0.0", "--tracking-uri", f"sqlite:///{tmp_path}/m.db"
+        capsys, "--dry-run", "--host", "0.0.0.0", "--tracking-uri", store(tmp_path)
     )
     assert code == 2
     (line,) = err.splitlines()
@@ -63,7 +69,7 @@ def test_allow_remote_dry_run_prints_the_command_and_warns_there_is_no_authentic
         "0.0.0.0",
         "--allow-remote",
         "--tracking-uri",
-        f"sqlite:///{tmp_path}/m.db",
+        store(tmp_path),
     )
     assert code == 0, err
     (line,) = out.splitlines()
@@ -75,7 +81,7 @@ def test_allow_remote_dry_run_prints_the_command_and_warns_there_is_no_authentic
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "localhost.example.com"])
 def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, tmp_path):
     args = build_parser().parse_args(
-        ["ui", "--dry-run", "--host", host, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+        ["ui", "--dry-run", "--host", host, "--tracking-uri", store(tmp_path)]
     )
     assert cmd_ui(args) == 2
     captured = capsys.readouterr()
@@ -87,7 +93,7 @@ def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, t
 def test_loopback_hosts_are_served_without_a_warning(host, capsys, tmp_path):
     assert is_loopback(host)
     args = build_parser().parse_args(
-        ["ui", "--dry-run", "--host", host, "--tracking-uri", f"sqlite:///{tmp_path}/m.db"]
+        ["ui", "--dry-run", "--host", host, "--tracking-uri", store(tmp_path)]
     )
     assert cmd_ui(args) == 0
     captured = capsys.readouterr()
@@ -124,11 +130,12 @@ def test_mask_url_hides_passwords_in_the_user_part_and_in_the_query():
         ("sqlite:///{tmp}/missing.db", ["missing.db", "does not exist", "run a study first"]),
     ],
 )
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["serve", "dry-run"])
 def test_a_store_the_ui_cannot_serve_is_one_line_and_creates_nothing(
-    capsys, tmp_path, uri, needles
+    capsys, tmp_path, uri, needles, dry_run
 ):
     uri = uri.format(tmp=tmp_path)
-    code, out, err = ui(capsys, "--port", "5999", "--tracking-uri", uri)
+    code, out, err = ui(capsys, *dry_run, "--port", "5999", "--tracking-uri", uri)
     assert code == 2
     (line,) = err.splitlines()
     assert line.startswith("regstudy: error: --tracking-uri")
@@ -138,11 +145,49 @@ def test_a_store_the_ui_cannot_serve_is_one_line_and_creates_nothing(
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"just some notes\n" * 20, "is not a SQLite database"),
+        (None, "is a database but not an MLflow store"),
+    ],
+    ids=["text-file", "optuna-storage"],
+)
+def test_a_file_that_is_no_mlflow_store_is_named_for_what_it_is(capsys, tmp_path, content, needle):
+    path = tmp_path / "m.db"
+    if content is None:
+        import optuna
+
+        optuna.create_study(storage=f"sqlite:///{path}", study_name="s")
+    else:
+        path.write_bytes(content)
+    before = path.read_bytes()
+    code, out, err = ui(capsys, "--dry-run", "--tracking-uri", f"sqlite:///{path}")
+    assert code == 2
+    (line,) = err.splitlines()
+    assert needle in line
+    assert str(path) in line
+    assert path.read_bytes() == before
+    assert out == ""
+
+
+@pytest.mark.parametrize("flags", [(), ("--tracking-uri", "sqlite:///runs/mlflow.db")])
+def test_the_default_store_before_any_study_says_so_and_creates_no_directory(
+    capsys, tmp_path, monkeypatch, flags
+):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = ui(capsys, "--dry-run", *flags)
+    assert code == 2
+    (line,) = err.splitlines()
+    assert "runs/mlflow.db" in line and "does not exist" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
     from .helpers import write_spec
 
     spec = write_spec(tmp_path, "summary", study={"n_trials": 2}, train={"max_epochs": 2})
-    storage, tracking = f"sqlite:///{tmp_path}/o.db", f"sqlite:///{tmp_path}/m.db"
+    storage, tracking = f"sqlite:///{tmp_path}/o.db", store(tmp_path)
     result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
