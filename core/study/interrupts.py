@@ -3,8 +3,11 @@
 A signal that raises wherever it lands can cut a storage write in half (an interrupted
 SQLite transaction left the database locked for a minute, then the worker crashed). While
 trials run, the handlers here only record the signal; the trial loop and the per-epoch
-callback call ``check()``, which raises there, between writes. A second signal raises at
-once, for a user who really wants out.
+callback call ``check()``, which raises there, between writes. A second Ctrl-C raises at
+once, for a user who really wants out; a repeated SIGTERM does not (a pool's workers get
+one from the group and one from their parent, and both mean the same stop). A signal the
+process was started ignoring stays ignored: the workers of a pool leave Ctrl-C to their
+parent.
 """
 
 from __future__ import annotations
@@ -32,6 +35,21 @@ def raise_terminated(signum, frame) -> None:
     raise Terminated(f"received signal {signum}")
 
 
+def raise_terminated_once(signum, frame) -> None:
+    """``raise_terminated`` for a pool's worker, which may get SIGTERM twice (from its
+    group and from its parent): once this process has begun to stop, by this handler or
+    inside ``graceful``, a later SIGTERM would only cut the clean-up short, so it is
+    dropped."""
+    global _stopping
+    if _stopping:
+        return
+    _stopping = True
+    raise_terminated(signum, frame)
+
+
+_stopping = False  # a signal has begun to stop this process (see raise_terminated_once)
+
+
 _requested: list[int] = []
 
 
@@ -51,13 +69,14 @@ def check() -> None:
 
 
 def _record(signum, frame) -> None:
-    if _requested:
-        # The second signal: stop waiting for a safe point.
+    global _stopping
+    _stopping = True
+    if _requested and signum == signal.SIGINT:
+        # The second Ctrl-C: stop waiting for a safe point.
         _requested.clear()
-        if signum == signal.SIGTERM:
-            raise Terminated(f"received signal {signum} twice")
         raise KeyboardInterrupt
-    _requested.append(signum)
+    if not _requested:
+        _requested.append(signum)
 
 
 @contextlib.contextmanager
@@ -71,7 +90,11 @@ def graceful() -> Iterator[None]:
         yield
         return
     _requested.clear()
-    previous = {sig: signal.signal(sig, _record) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {
+        sig: signal.signal(sig, _record)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+        if signal.getsignal(sig) is not signal.SIG_IGN
+    }
     try:
         yield
         check()
