@@ -10,6 +10,7 @@ store costs a few milliseconds, more than a digits epoch takes to train.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import logging
 import os
@@ -204,23 +205,27 @@ class Tracker:
         self.client.log_batch(run_id, params=items)
         return TrialRun(self.client, run_id)
 
-    def reconcile(self, study: optuna.Study) -> int:
+    def reconcile(self, study: optuna.Study, *, grace_seconds: float = 0.0) -> int:
         """Close RUNNING runs whose trial is no longer running (its process died), and give
         a closed run to each failed trial that has none (its worker died between creating
         the trial and its run), so every trial has exactly one run.
 
         Returns the number of runs closed or created. A trial that is still RUNNING keeps
         its run open: its worker may be alive; once heartbeats fail it, the next reconcile
-        closes the run. Call it under the study's lock, so two workers do not both create
-        the run of one failed trial.
+        closes the run. So does a trial its own worker ended less than ``grace_seconds``
+        ago: that worker closes the run right after telling Optuna. Call it under the
+        study's lock, so two workers do not both create the run of one failed trial.
         """
+        # Trials first: a run is made before its trial can end, so a trial that had ended
+        # by now and has no run below never got one.
+        trials = study.get_trials(deepcopy=False)
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.role = 'trial' and tags.study = '{study.study_name}'",
             max_results=50_000,
         )
-        trials = study.get_trials(deepcopy=False)
         by_number = {t.number: t for t in trials}
+        now = datetime.datetime.now()
         changed = 0
         for run in runs:
             if run.info.status != "RUNNING":
@@ -228,6 +233,8 @@ class Tracker:
             trial = by_number.get(int(run.data.tags.get("trial_number", -1)))
             state = trial.state.name if trial is not None else "FAIL"
             if state in ("RUNNING", "WAITING"):
+                continue
+            if trial is not None and not _worker_gone(trial, now, grace_seconds):
                 continue
             tags = [RunTag("state", state), RunTag("closed_by", "reconcile")]
             if state == "FAIL":
@@ -273,6 +280,18 @@ class Tracker:
         if params:
             self.client.log_batch(run_id, params=params[:MAX_PARAMS_PER_BATCH])
         self.client.set_terminated(run_id, status="FAILED")
+
+
+def _worker_gone(
+    trial: optuna.trial.FrozenTrial, now: datetime.datetime, grace_seconds: float
+) -> bool:
+    """Whether nobody will close the finished ``trial``'s run: Optuna failed it when its
+    heartbeat stopped (its worker sets ``fail_reason`` whenever it fails a trial itself),
+    or its worker ended it ``grace_seconds`` ago and has not closed the run since."""
+    if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
+        return True
+    ended = trial.datetime_complete
+    return ended is None or (now - ended).total_seconds() >= grace_seconds
 
 
 def _fail_reason(trial: optuna.trial.FrozenTrial | None, mid_trial: bool) -> str:

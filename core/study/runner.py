@@ -344,7 +344,7 @@ def _run_one(
     if tracker is not None:
         # Under the lock: one parent run and one run per trial, however many workers.
         with study_lock(storage_url, study.study_name):
-            tracker.reconcile(study)
+            tracker.reconcile(study, grace_seconds=spec.study.grace_period)
             parent_run_id = tracker.parent_run(study, arm=ref.arm)
     objective = Objective(spec, splits, tracker=tracker, parent_run_id=parent_run_id, arm=ref.arm)
     remaining = total - count(study, FINISHED)
@@ -377,7 +377,7 @@ def _run_one(
     finally:
         if tracker is not None:
             with study_lock(storage_url, study.study_name):
-                tracker.reconcile(study)
+                tracker.reconcile(study, grace_seconds=spec.study.grace_period)
             # Close the parent when the budget is spent or no other worker is still adding
             # trials under it (an interrupted worker leaves it to the others); a resume
             # reopens it.

@@ -376,3 +376,38 @@ def test_a_failed_trial_whose_worker_died_before_its_run_gets_one_closed_run(
     # A second pass creates nothing more.
     run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri, n_trials=2)
     assert [len(runs) for runs in runs_by_number(mlflow_uri, "lost").values()] == [1, 1, 1]
+
+
+def test_reconcile_leaves_a_just_ended_trials_run_to_its_live_worker(
+    tmp_path, optuna_url, mlflow_uri
+):
+    # A worker closes a trial's run right after telling Optuna; another worker's reconcile
+    # in that moment used to close it first, tagged closed_by=reconcile.
+    spec = load(tmp_path, "race", study={"n_trials": 3}, train={"max_epochs": 2})
+    study, tracker, parent, _ = build_like_run_one(spec, optuna_url, mlflow_uri)
+    client = MlflowClient(mlflow_uri)
+
+    def started_trial():
+        trial = study.ask()
+        run = tracker.start_trial(trial, suggest(trial, spec), 0, parent_run_id=parent)
+        return trial, run.run_id
+
+    told, told_run = started_trial()
+    study.tell(told, 0.5)  # its worker is about to close the run
+    failed, failed_run = started_trial()
+    failed.set_user_attr("fail_reason", "DivergenceError")
+    study.tell(failed, state=TrialState.FAIL)  # failed by its worker, which closes the run
+    stale, stale_run = started_trial()
+    study.tell(stale, state=TrialState.FAIL)  # failed by Optuna: its heartbeat stopped
+
+    assert tracker.reconcile(study, grace_seconds=30) == 1
+    status = {run_id: client.get_run(run_id).info.status for run_id in (told_run, failed_run)}
+    assert status == {told_run: "RUNNING", failed_run: "RUNNING"}
+    closed = client.get_run(stale_run)
+    assert closed.info.status == "FAILED"
+    assert closed.data.tags["closed_by"] == "reconcile"
+
+    # Past the grace period their workers are gone too.
+    assert tracker.reconcile(study, grace_seconds=0) == 2
+    assert client.get_run(told_run).info.status == "FINISHED"
+    assert client.get_run(failed_run).info.status == "FAILED"
