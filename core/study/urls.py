@@ -167,19 +167,51 @@ def check_distinct(storage_url: str, tracking_uri: str | None) -> None:
 
 
 def probe_tracking_server(uri: str, timeout: float = 10.0) -> None:
-    """Fail fast, in one line, when an http(s) tracking server does not answer."""
-    if urlsplit(uri).scheme not in ("http", "https"):
+    """Fail fast, in one line, when an http(s) tracking server does not answer.
+
+    Credentials in the URI (http://USER:PASSWORD@HOST:PORT), as MLflow's own client accepts
+    them, or in MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or
+    MLFLOW_TRACKING_TOKEN) go with the request as MLflow would send them."""
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
         return
     import urllib.error
     import urllib.request
 
+    host = f"[{parts.hostname}]" if ":" in (parts.hostname or "") else parts.hostname
+    netloc = f"{host}:{parts.port}" if parts.port else str(host)
+    url = urlunsplit(parts._replace(netloc=netloc)).rstrip("/") + "/health"
+    request = urllib.request.Request(url, headers=_auth_headers(parts))
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
-        with opener.open(uri.rstrip("/") + "/health", timeout=timeout) as response:
+        with opener.open(request, timeout=timeout) as response:
             response.read()
+    except urllib.error.HTTPError as error:
+        raise StorageError(
+            f"--tracking-uri {mask_url(uri)!r}: the server answered {error.code} "
+            f"{error.reason} to /health; check the URI and its credentials"
+        ) from None
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         raise StorageError(
             f"--tracking-uri {mask_url(uri)!r}: the MLflow server does not answer ({reason}); "
             "start it first"
         ) from None
+
+
+def _auth_headers(parts) -> dict[str, str]:
+    import base64
+    import os
+    from urllib.parse import unquote
+
+    if parts.username is not None:
+        user, password = unquote(parts.username), unquote(parts.password or "")
+    elif os.environ.get("MLFLOW_TRACKING_USERNAME"):
+        user = os.environ["MLFLOW_TRACKING_USERNAME"]
+        password = os.environ.get("MLFLOW_TRACKING_PASSWORD", "")
+    elif os.environ.get("MLFLOW_TRACKING_TOKEN"):
+        return {"Authorization": f"Bearer {os.environ['MLFLOW_TRACKING_TOKEN']}"}
+    else:
+        return {}
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return {"Authorization": f"Basic {token}"}
