@@ -113,6 +113,7 @@ def run(settings: Settings, sections: list[int]) -> tuple[list, dict[str, Any]]:
     from benchmarks.torch_peer import torch_version
 
     notes: list[str] = []
+    _span.clear()
     if settings.quick:
         notes.append("quick run: smoke test only, the figures are not for the targets")
     notes.append(
@@ -134,6 +135,7 @@ def run(settings: Settings, sections: list[int]) -> tuple[list, dict[str, Any]]:
         rows += _study_overhead(settings, raw, notes)
     if 5 in sections:
         rows += _workers(settings, raw, notes)
+    _close_span(notes)
     payload = {
         "settings": asdict(settings),
         "sections": sections,
@@ -255,16 +257,28 @@ def _guarded(notes: list[str], what: str, run: Callable[[], Any]) -> Any:
 
 
 def _progress(message: str, notes: list[str] | None = None) -> None:
-    """Print a timestamped line; note a busy machine (other processes holding a core)."""
+    """Print a timestamped line; with ``notes``, it also starts a section's span, and the
+    span before it gets a note if other processes were busy (see ``_close_span``)."""
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-    cores = os.cpu_count() or 1
-    try:
-        load = os.getloadavg()[0]
-    except OSError:
+    if notes is not None:
+        _close_span(notes)
+        from benchmarks.measure import OtherLoad
+
+        _span.update(label=message.split(" (")[0].split(":")[0], load=OtherLoad())
+
+
+_span: dict[str, Any] = {}  # the section being timed: its label and its OtherLoad
+
+
+def _close_span(notes: list[str], threshold: float = 0.25) -> None:
+    """Note the span that is ending if other processes kept a quarter core or more busy."""
+    if not _span:
         return
-    if notes is not None and load > cores - 0.5:
+    others = _span["load"].cores()
+    if others is not None and others >= threshold:
         notes.append(
-            f"load average {load:.1f} on {cores} cores before {message.split(':')[0]}: other "
-            "processes were running, so two-thread figures (scikit-learn at its default "
-            "included) are the least reliable"
+            f"other processes kept {others:.2f} of {os.cpu_count()} cores busy during "
+            f"{_span['label']}: its figures, the two-thread ones first (scikit-learn at its "
+            "default included), are the least reliable"
         )
+    _span.clear()

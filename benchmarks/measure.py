@@ -120,3 +120,43 @@ def environment() -> dict[str, Any]:
     if torch is not None:
         info["torch"] = torch.__version__
     return info
+
+
+class OtherLoad:
+    """The CPU that processes other than this one and its waited-for children use over a
+    span: the machine's busy time (Linux ``/proc/stat``) minus our own. Unlike the load
+    average, it covers exactly the span, so it neither blames a process that has ended
+    nor misses a short one."""
+
+    def __init__(self) -> None:
+        self._start = self._sample()
+
+    @staticmethod
+    def _sample() -> tuple[float, float, float] | None:
+        import resource
+        import time
+
+        try:
+            with open("/proc/stat") as stat:
+                ticks = [int(word) for word in stat.readline().split()[1:8]]
+        except (OSError, ValueError):
+            return None
+        # user, nice, system, irq, softirq; not idle, iowait or steal
+        busy = (ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6]) / os.sysconf("SC_CLK_TCK")
+        own = sum(
+            usage.ru_utime + usage.ru_stime
+            for usage in (
+                resource.getrusage(resource.RUSAGE_SELF),
+                resource.getrusage(resource.RUSAGE_CHILDREN),
+            )
+        )
+        return busy, own, time.monotonic()
+
+    def cores(self) -> float | None:
+        """Cores the other processes kept busy, on average, since the span began (None
+        where ``/proc/stat`` cannot be read)."""
+        end = self._sample()
+        if self._start is None or end is None or end[2] <= self._start[2]:
+            return None
+        busy, own, elapsed = (b - a for a, b in zip(self._start, end, strict=True))
+        return max(0.0, busy - own) / elapsed

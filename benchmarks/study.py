@@ -394,6 +394,11 @@ def _load_study(storage: str, name: str):
     return optuna.load_study(study_name=name, storage=storage)
 
 
+def _finite_median(values) -> float:
+    finite = [value for value in values if math.isfinite(value)]
+    return statistics.median(finite) if finite else math.nan
+
+
 def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[Row]:
     """Section 5: two workers against one, once every worker runs (the target) and from the
     call to its return (process start-up included)."""
@@ -407,9 +412,14 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
     rows = []
     for study, basis, target in cases:
         ones, twos = figures[f"1/{study}"][basis].values, figures[f"2/{study}"][basis].values
-        one, two = statistics.median(ones), statistics.median(twos)
         # A repeat where a worker got no trial has no rate (NaN): it is left out.
+        one, two = _finite_median(ones), _finite_median(twos)
         ratios = [b / a for a, b in zip(ones, twos, strict=True) if math.isfinite(b / a)]
+        detail = (
+            f"{two:.0f} vs {one:.0f} trials/min"
+            if math.isfinite(one) and math.isfinite(two)
+            else "no repeat had both workers running at once (too few trials)"
+        )
         label = "while both run" if basis == "steady" else "wall, with start-up"
         trials = (
             n_trials if study.startswith(f"hidden {WORKERS_HIDDEN},") else max(4, n_trials // 4)
@@ -423,7 +433,7 @@ def workers_rows(figures: dict[str, dict[str, Samples]], n_trials: int) -> list[
                 "x",
                 target,
                 at_most=False,
-                detail=f"{two:.0f} vs {one:.0f} trials/min",
+                detail=detail,
                 spread=(min(ratios), max(ratios)) if ratios else None,
             )
         )

@@ -3,6 +3,7 @@ the range over repeats, and no verdict at all in a smoke run."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
@@ -113,6 +114,13 @@ def test_a_workers_repeat_without_a_rate_is_left_out_not_a_nan_median():
     assert row.measured == pytest.approx(1.85)
     assert row.spread == pytest.approx((1.7, 2.0))
     assert row.status == "pass"
+    assert row.detail == "185 vs 100 trials/min"  # the NaN repeat left out of both medians
+
+    nowhere = float("nan")
+    figures[f"2/hidden {WORKERS_HIDDEN}, mlflow"]["steady"] = samples(nowhere, nowhere, nowhere)
+    row = workers_rows(figures, 40)[0]
+    assert math.isnan(row.measured)
+    assert "nan" not in row.detail and "too few trials" in row.detail
 
 
 def test_results_are_strict_json_with_null_for_nan(tmp_path, monkeypatch):
