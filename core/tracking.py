@@ -243,7 +243,11 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(state, "FAILED"))
             changed += 1
         tracked = {int(run.data.tags.get("trial_number", -1)) for run in runs}
+        from core.study.objective import UNTRACKED_ATTR
+
         for trial in trials:
+            if trial.user_attrs.get(UNTRACKED_ATTR):
+                continue  # run with tracking off: it has no run on purpose
             if trial.state == optuna.trial.TrialState.FAIL and trial.number not in tracked:
                 self._run_for_lost_trial(study, trial)
                 changed += 1

@@ -26,6 +26,8 @@ from core.study.spec import Spec
 
 logger = logging.getLogger(__name__)
 
+UNTRACKED_ATTR = "untracked"  # a trial run with tracking off, which has no MLflow run
+
 
 def worker_name() -> str:
     """Which process runs a trial (host:pid), for studies shared by many workers; asked at
@@ -226,6 +228,9 @@ class Objective:
         run = None
         if self.tracker is not None:
             run = self.tracker.start_trial(trial, params, seed, parent_run_id=self.parent_run_id)
+        else:
+            # No run, on purpose: a later tracked session's reconcile must not make one.
+            trial.set_user_attr(UNTRACKED_ATTR, True)
         pending = _PendingRun(run)
         self._pending[trial.number] = pending
         epochs_seen = 0

@@ -411,3 +411,25 @@ def test_reconcile_leaves_a_just_ended_trials_run_to_its_live_worker(
     assert tracker.reconcile(study, grace_seconds=0) == 2
     assert client.get_run(told_run).info.status == "FINISHED"
     assert client.get_run(failed_run).info.status == "FAILED"
+
+
+def test_a_tracked_resume_makes_no_run_for_failed_trials_of_an_untracked_session(
+    tmp_path, optuna_url, mlflow_uri, monkeypatch
+):
+    spec = load(tmp_path, "mixed", study={"n_trials": 1}, train={"max_epochs": 2})
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no data today")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(objective_module, "run_configuration", broken)
+        with pytest.raises(RuntimeError, match="no data today"):
+            run_study(spec, storage_url=optuna_url, tracking_uri=None)
+    (study,) = run_study(spec, storage_url=optuna_url, tracking_uri=mlflow_uri)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    untracked = [n for n, state in states.items() if state == TrialState.FAIL]
+    assert len(untracked) == 1
+    # Failed with tracking off, so without a run on purpose: reconcile leaves them so.
+    assert sorted(runs_by_number(mlflow_uri, "mixed")) == [
+        n for n, state in states.items() if state == TrialState.COMPLETE
+    ]
