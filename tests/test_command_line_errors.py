@@ -13,6 +13,8 @@ CASES = [
      ["regstudy run: error:", "--trials", "'abc'", "integer >= 1"]),
     (regstudy_main, ["run", "studies/quick.toml", "--workers", "0"],
      ["--workers", "'0'", "integer >= 1"]),
+    (regstudy_main, ["run", "studies/quick.toml", "--workers", "100000"],
+     ["--workers", "'100000'", "at most", "per core", "regstudy worker"]),
     (regstudy_main, ["worker", "studies/quick.toml", "--storage", "x"],
      ["regstudy worker: error:", "--tracking-uri"]),
     (regstudy_main, ["worker", "studies/quick.toml", "--storage", "x", "--tracking-uri", "y",

@@ -418,9 +418,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-tracking", action="store_true", help="do not log to MLflow")
     run.add_argument(
         "--workers",
-        type=positive_int,
+        type=_workers,
         default=1,
-        help="worker processes on this machine, sharing the storage (default 1)",
+        help="worker processes on this machine, sharing the storage (default 1; at most "
+        f"{WORKERS_PER_CORE} per core)",
     )
     run.add_argument(
         "--blas-threads",
@@ -499,6 +500,20 @@ class _OneProcess(argparse.Action):
             f"{given}: a worker is one process; start `regstudy worker` "
             "once per process, or use `regstudy run SPEC --workers N` on one machine"
         )
+
+
+WORKERS_PER_CORE = 4  # beyond this, workers only contend for the cores (and the memory)
+
+
+def _workers(text: str) -> int:
+    value = positive_int(text)
+    limit = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    if value > limit:
+        raise argparse.ArgumentTypeError(
+            f"must be at most {limit} ({WORKERS_PER_CORE} per core here); got {text!r}; "
+            "for more, start `regstudy worker` on other machines"
+        )
+    return value
 
 
 def _port(text: str) -> int:
