@@ -212,8 +212,8 @@ class Tracker:
 
         Returns the number of runs closed or created. A trial that is still RUNNING keeps
         its run open: its worker may be alive; once heartbeats fail it, the next reconcile
-        closes the run. So does a trial its own worker ended less than ``grace_seconds``
-        ago: that worker closes the run right after telling Optuna. Call it under the
+        closes the run. So does a trial whose worker may still be closing its run (see
+        ``_worker_gone``): a live worker closes it right after telling Optuna. Call it under the
         study's lock, so two workers do not both create the run of one failed trial.
         """
         # Trials first: a run is made before its trial can end, so a trial that had ended
@@ -289,13 +289,37 @@ class Tracker:
 def _worker_gone(
     trial: optuna.trial.FrozenTrial, now: datetime.datetime, grace_seconds: float
 ) -> bool:
-    """Whether nobody will close the finished ``trial``'s run: Optuna failed it when its
-    heartbeat stopped (its worker sets ``fail_reason`` whenever it fails a trial itself),
-    or its worker ended it ``grace_seconds`` ago and has not closed the run since."""
+    """Whether nobody will close the finished ``trial``'s run.
+
+    Its worker is gone when Optuna failed the trial because its heartbeat stopped (a
+    worker sets ``fail_reason`` whenever it fails a trial itself); when that worker is this
+    process, which closes its runs before it reconciles; or when it ran on this host and
+    its process no longer exists. A worker on another host gets ``grace_seconds`` from the
+    trial's end to close the run itself.
+    """
+    from core.study.objective import worker_name
+
     if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
+        return True
+    worker = str(trial.user_attrs.get("worker", ""))
+    if worker == worker_name():
+        return True
+    host, _, pid = worker.rpartition(":")
+    here = worker_name().rpartition(":")[0]
+    if host == here and pid.isdigit() and not _process_exists(int(pid)):
         return True
     ended = trial.datetime_complete
     return ended is None or (now - ended).total_seconds() >= grace_seconds
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def _fail_reason(trial: optuna.trial.FrozenTrial | None, mid_trial: bool) -> str:

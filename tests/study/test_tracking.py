@@ -5,6 +5,7 @@ and a bounded number of writes."""
 from __future__ import annotations
 
 import math
+import os
 
 import mlflow
 import numpy as np
@@ -382,35 +383,61 @@ def test_reconcile_leaves_a_just_ended_trials_run_to_its_live_worker(
     tmp_path, optuna_url, mlflow_uri
 ):
     # A worker closes a trial's run right after telling Optuna; another worker's reconcile
-    # in that moment used to close it first, tagged closed_by=reconcile.
-    spec = load(tmp_path, "race", study={"n_trials": 3}, train={"max_epochs": 2})
+    # in that moment used to close it first, tagged closed_by=reconcile. Which worker ran a
+    # trial is its "worker" attribute, host:pid.
+    import socket
+    import subprocess
+    import sys
+
+    spec = load(tmp_path, "race", study={"n_trials": 6}, train={"max_epochs": 2})
     study, tracker, parent, _ = build_like_run_one(spec, optuna_url, mlflow_uri)
     client = MlflowClient(mlflow_uri)
+    host = socket.gethostname()
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
 
-    def started_trial():
+    def ended_trial(worker: str, state: TrialState, fail_reason: str | None = None) -> str:
         trial = study.ask()
         run = tracker.start_trial(trial, suggest(trial, spec), 0, parent_run_id=parent)
-        return trial, run.run_id
+        trial.set_user_attr("worker", worker)
+        if fail_reason is not None:
+            trial.set_user_attr("fail_reason", fail_reason)
+        if state == TrialState.COMPLETE:
+            study.tell(trial, 0.5)
+        else:
+            study.tell(trial, state=state)
+        return run.run_id
 
-    told, told_run = started_trial()
-    study.tell(told, 0.5)  # its worker is about to close the run
-    failed, failed_run = started_trial()
-    failed.set_user_attr("fail_reason", "DivergenceError")
-    study.tell(failed, state=TrialState.FAIL)  # failed by its worker, which closes the run
-    stale, stale_run = started_trial()
-    study.tell(stale, state=TrialState.FAIL)  # failed by Optuna: its heartbeat stopped
+    try:
+        waiting = {
+            # alive here, about to close its run
+            ended_trial(f"{host}:{alive.pid}", TrialState.COMPLETE): "FINISHED",
+            # on another host: no way to look, so it gets the grace period
+            ended_trial("elsewhere:1", TrialState.FAIL, "DivergenceError"): "FAILED",
+        }
+        closing = {
+            # failed by Optuna: its heartbeat stopped
+            ended_trial("elsewhere:2", TrialState.FAIL): "FAILED",
+            # its process is gone from this host (SIGKILLed between tell and close)
+            ended_trial(f"{host}:{dead.pid}", TrialState.COMPLETE): "FINISHED",
+            # this very process, which closes its runs before it reconciles
+            ended_trial(f"{host}:{os.getpid()}", TrialState.PRUNED): "KILLED",
+        }
+        assert tracker.reconcile(study, grace_seconds=30) == len(closing)
+    finally:
+        alive.kill()
+        alive.wait()
+    for run_id in waiting:
+        assert client.get_run(run_id).info.status == "RUNNING"
+    for run_id, status in closing.items():
+        run = client.get_run(run_id)
+        assert (run.info.status, run.data.tags["closed_by"]) == (status, "reconcile")
 
-    assert tracker.reconcile(study, grace_seconds=30) == 1
-    status = {run_id: client.get_run(run_id).info.status for run_id in (told_run, failed_run)}
-    assert status == {told_run: "RUNNING", failed_run: "RUNNING"}
-    closed = client.get_run(stale_run)
-    assert closed.info.status == "FAILED"
-    assert closed.data.tags["closed_by"] == "reconcile"
-
-    # Past the grace period their workers are gone too.
-    assert tracker.reconcile(study, grace_seconds=0) == 2
-    assert client.get_run(told_run).info.status == "FINISHED"
-    assert client.get_run(failed_run).info.status == "FAILED"
+    # Past the grace period their workers are taken for gone too.
+    assert tracker.reconcile(study, grace_seconds=0) == len(waiting)
+    for run_id, status in waiting.items():
+        assert client.get_run(run_id).info.status == status
 
 
 def test_a_tracked_resume_makes_no_run_for_failed_trials_of_an_untracked_session(
