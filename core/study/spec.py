@@ -201,9 +201,18 @@ class DataSection(_Section):
         return task_of(self.dataset)
 
 
+MAX_WIDTH = 65_536
+MAX_LAYER_WEIGHTS = 2**28  # 1 GiB of float32 between two hidden layers
+
+
 def _widths(value: tuple[int, ...]) -> tuple[int, ...]:
-    if any(width < 1 for width in value):
-        raise ValueError("every layer width must be an integer >= 1")
+    if any(not 1 <= width <= MAX_WIDTH for width in value):
+        raise ValueError(f"every layer width must be an integer in 1..{MAX_WIDTH}")
+    if any(a * b > MAX_LAYER_WEIGHTS for a, b in zip(value, value[1:], strict=False)):
+        raise ValueError(
+            f"two neighbouring layers may hold at most {MAX_LAYER_WEIGHTS:,} weights "
+            "(1 GiB of float32) between them"
+        )
     return value
 
 
@@ -345,6 +354,11 @@ def load_spec(path: str | Path) -> Spec:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise SpecError(f"spec file {str(path)!r} cannot be read: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {error.object[error.start]:#04x} at offset "
+            f"{error.start}); save the spec as UTF-8 TOML"
+        ) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

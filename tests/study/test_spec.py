@@ -99,6 +99,7 @@ SPEC_CASES = [
         ("augmentations", "'shift'", "'iris'"),
     ),
     Case("arms_in_joint_mode", spec(search={"arms": ["none", "l2"]}), ("arms", "per_kind")),
+    Case("not_utf8", "\udcff\udcfe[study]\n", ("not UTF-8", "0xff", "offset 0")),
     Case("invalid_toml", '[study]\nname = "bad"\nn_trials = = 3\n', ("TOML", "line 3")),
     Case("missing_study_name", spec(study={"name": None}), ("name", "required")),
     Case("missing_file", None, ("does-not-exist.toml",)),
@@ -122,7 +123,7 @@ TRIALS_ZERO = Case("trials_zero", VALID, ("--trials",), ("--trials", "0"))
 def _invoke(case: Case, directory: Path) -> subprocess.CompletedProcess:
     path = directory / ("does-not-exist.toml" if case.text is None else "spec.toml")
     if case.text is not None:
-        path.write_text(case.text, encoding="utf-8")
+        path.write_text(case.text, encoding="utf-8", errors="surrogateescape")
     flags = {
         "--storage": f"sqlite:///{directory / 'o.db'}",
         "--tracking-uri": f"sqlite:///{directory / 'm.db'}",
@@ -217,6 +218,16 @@ def test_spec_error_message_is_one_line_naming_field_value_and_rule(tmp_path):
 # same code path as the command, without paying its start-up time again).
 RUNTIME_CASES = [
     Case("hidden_width_zero", spec(model={"hidden": [32, 0]}), ("model.hidden", "[32, 0]")),
+    Case(
+        "hidden_width_huge",
+        spec(model={"hidden": [99999999999]}),
+        ("model.hidden", "[99999999999]", "1..65536"),
+    ),
+    Case(
+        "hidden_layers_too_heavy",
+        spec(model={"hidden": [65536, 65536]}),
+        ("model.hidden", "[65536, 65536]", "at most 268,435,456 weights"),
+    ),
     Case(
         "storage_unknown_driver",
         VALID,
