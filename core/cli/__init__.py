@@ -347,29 +347,37 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def _ui_store_problem(uri: str, *, default: bool) -> str | None:
-    """Why ``uri`` cannot back the UI, or None: an existing SQLite MLflow store, or a
-    PostgreSQL database (an http URI is a server, not a store). Creates nothing: MLflow
-    would make an empty store, and its directory, and serve nothing."""
-    from core.study.urls import check_tracking_uri
+    """Why ``uri`` cannot back the UI, or None: an existing MLflow store, in a SQLite file
+    or a PostgreSQL database (an http URI is a server, not a store). Creates nothing:
+    MLflow would make an empty store, and its directory, and serve nothing."""
+    from core.study.errors import StorageError
+    from core.study.urls import (
+        check_driver,
+        check_tracking_uri,
+        probe_database,
+        ui_database_problem,
+    )
 
+    allowed = "allowed: sqlite:///PATH of an existing MLflow store, or postgresql+DRIVER://..."
     if uri.startswith(("postgresql://", "postgresql+")):
-        return None
-    if not uri.startswith("sqlite:///"):
-        return (
-            f"--tracking-uri {uri!r} cannot back the UI; allowed: sqlite:///PATH of an "
-            "existing MLflow store, or postgresql://..."
-        )
+        try:
+            check_driver(uri, "--tracking-uri")
+            return ui_database_problem(uri, probe_database(uri, "--tracking-uri", tables=True))
+        except StorageError as error:
+            return str(error)
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///":
+        return f"--tracking-uri {uri!r} cannot back the UI; {allowed}"
     store = Path(uri.removeprefix("sqlite:///"))
     if not store.exists() and not uri.endswith("/"):
         if default:
             return f"no runs yet: {store} does not exist; run `make study` first"
         return f"--tracking-uri {uri!r}: {str(store)!r} does not exist; run a study first"
-    from core.study.errors import StorageError
-
     try:
         check_tracking_uri(uri)  # a directory, another kind of file
     except StorageError as error:
         return str(error)
+    if store.stat().st_size == 0:
+        return f"--tracking-uri {uri!r}: {str(store)!r} is empty: no runs yet; run a study first"
     return None
 
 

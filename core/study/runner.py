@@ -14,7 +14,6 @@ import logging
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 import numpy as np
 import optuna
@@ -42,7 +41,9 @@ from core.study.urls import (
     check_distinct,
     check_storage_url,
     check_tracking_uri,
+    database_message,
     mask_url,
+    probe_database,
     probe_tracking_server,
 )
 from core.tracking import Tracker, flatten
@@ -89,7 +90,7 @@ def make_storage(url: str, spec: Spec) -> BatchedRDBStorage:
                 flush_seconds=min(FLUSH_SECONDS, spec.study.heartbeat_interval),
             )
     except Exception as error:  # SQLAlchemy raises many kinds; report one line
-        raise StorageError(_storage_message(url, error)) from None
+        raise StorageError(database_message(url, error)) from None
 
 
 def make_sampler(spec: Spec, arm: str | None, seed: int) -> optuna.samplers.BaseSampler:
@@ -258,7 +259,7 @@ def open_stores(
         check_tracking_uri(tracking_uri)
         check_distinct(storage_url, tracking_uri)
         probe_tracking_server(tracking_uri)
-    _probe_storage(storage_url)  # a server that refuses us fails before MLflow is touched
+    probe_database(storage_url)  # a server that refuses us fails before MLflow is touched
     with interrupts.graceful():
         tracker = None
         if tracking_uri is not None:
@@ -272,36 +273,11 @@ def open_stores(
         except StorageError:
             raise
         except Exception as error:  # the lock's own connection failed: one line, masked
-            raise StorageError(_storage_message(storage_url, error)) from None
+            raise StorageError(database_message(storage_url, error)) from None
         studies = [
             open_study(spec, storage, ref, storage_url=storage_url) for ref in study_refs(spec)
         ]
     return storage, studies, tracker
-
-
-def _probe_storage(url: str) -> None:
-    """Connect once to a database server (not a SQLite file) and fail in one line."""
-    if url.startswith("sqlite"):
-        return
-    import sqlalchemy
-
-    try:
-        engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
-        try:
-            with engine.connect():
-                pass
-        finally:
-            engine.dispose()
-    except Exception as error:  # the driver's many kinds of refusal
-        raise StorageError(_storage_message(url, error)) from None
-
-
-def _storage_message(url: str, error: Exception) -> str:
-    text = (str(error).strip().splitlines() or [""])[0]
-    password = urlsplit(url).password
-    if password:
-        text = text.replace(password, "***")
-    return f"--storage {mask_url(url)!r} cannot be opened: {type(error).__name__}: {text[:300]}"
 
 
 def open_tracker(tracking_uri: str, spec: Spec) -> Tracker:

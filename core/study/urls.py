@@ -12,8 +12,8 @@ from urllib.parse import urlsplit, urlunsplit
 from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI, StorageError
 
 STORAGE_SCHEMES = ("sqlite", "postgresql", "mysql")
-# SQLAlchemy's synchronous drivers for each scheme: the driver named after "+" (the first
-# one when none is named) and the module it imports.
+# SQLAlchemy's synchronous drivers for each scheme and the module each imports (to list the
+# installed ones when a URL names a missing one).
 DRIVERS = {
     "postgresql": {"psycopg2": "psycopg2", "psycopg": "psycopg", "pg8000": "pg8000"},
     "mysql": {"mysqldb": "MySQLdb", "pymysql": "pymysql", "mysqlconnector": "mysql.connector"},
@@ -63,35 +63,87 @@ def check_storage_url(url: str) -> str:
                 f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
             )
     else:
-        _check_driver(url, scheme, base)
+        check_driver(url)
     return url
 
 
-def _check_driver(url: str, scheme: str, base: str) -> None:
-    """The URL's database driver is one SQLAlchemy knows and is installed here."""
+def check_driver(url: str, flag: str = "--storage") -> None:
+    """The URL's database driver is one SQLAlchemy knows and is installed here (SQLAlchemy
+    names the default driver of a bare ``postgresql://``: psycopg 3 since 2.1)."""
+    from sqlalchemy.engine.url import make_url
+
+    scheme = urlsplit(url).scheme
+    base = scheme.split("+", 1)[0]
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    allowed = ", ".join(f"{base}+{name}" for name in DRIVERS[base])
+    try:
+        dialect = make_url(url).get_dialect()
+    except NoSuchModuleError:
+        driver = scheme.partition("+")[2]
+        raise StorageError(
+            f"{flag} {mask_url(url)!r}: unknown driver {driver!r}; allowed: {allowed}"
+        ) from None
+    except (ArgumentError, ValueError) as error:
+        raise StorageError(f"{flag} {mask_url(url)!r}: not a database URL ({error})") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        named = "" if "+" in scheme else f", the default for {base}://,"
+        present = [f"{base}+{name}" for name, module in DRIVERS[base].items() if _has(module)]
+        raise StorageError(
+            f"{flag} {mask_url(url)!r}: driver {dialect.driver!r}{named} needs the Python "
+            f"module {error.name or error}, which is not installed; installed drivers for "
+            f"{base}: {', '.join(present) or 'none'} (allowed: {allowed})"
+        ) from None
+
+
+def _has(module: str) -> bool:
     import importlib.util
 
-    drivers = DRIVERS[base]
-    driver = scheme.split("+", 1)[1] if "+" in scheme else next(iter(drivers))
-    allowed = ", ".join(f"{base}+{name}" for name in drivers)
-    if driver not in drivers:
-        raise StorageError(
-            f"--storage {mask_url(url)!r}: unknown driver {driver!r}; allowed: {allowed}"
-        )
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ImportError:  # the parent package of a dotted name is missing
+        return False
 
-    def installed(module: str) -> bool:
+
+def probe_database(url: str, flag: str = "--storage", *, tables: bool = False) -> set[str]:
+    """Connect once to a database server (not a SQLite file) and fail in one line; with
+    ``tables``, return the names of its tables."""
+    if url.startswith("sqlite"):
+        return set()
+    import sqlalchemy
+
+    # A server that does not answer fails in seconds, not at the system's TCP timeout.
+    try:
+        driver = sqlalchemy.engine.make_url(url).get_dialect().driver
+        wait = {"connect_timeout": 10} if driver in ("psycopg2", "psycopg") else {}
+        engine = sqlalchemy.create_engine(
+            url, poolclass=sqlalchemy.pool.NullPool, connect_args=wait
+        )
         try:
-            return importlib.util.find_spec(module) is not None
-        except ImportError:  # the parent package of a dotted name is missing
-            return False
+            with engine.connect() as connection:
+                return set(sqlalchemy.inspect(connection).get_table_names()) if tables else set()
+        finally:
+            engine.dispose()
+    except Exception as error:  # the driver's many kinds of refusal
+        raise StorageError(database_message(url, error, flag)) from None
 
-    if not installed(drivers[driver]):
-        present = [f"{base}+{name}" for name, module in drivers.items() if installed(module)]
-        raise StorageError(
-            f"--storage {mask_url(url)!r}: driver {driver!r} needs the Python module "
-            f"{drivers[driver]}, which is not installed; installed drivers for {base}: "
-            f"{', '.join(present) or 'none'} (allowed: {allowed})"
-        )
+
+def ui_database_problem(uri: str, tables: set[str]) -> str | None:
+    """Why a database server's ``tables`` cannot back the MLflow UI, or None."""
+    if {"experiments", "runs"} <= tables:
+        return None
+    what = "holds no MLflow store" if not tables else "holds tables, but not MLflow's"
+    return f"--tracking-uri {mask_url(uri)!r}: the database {what}; run a study against it first"
+
+
+def database_message(url: str, error: Exception, flag: str = "--storage") -> str:
+    text = (str(error).strip().splitlines() or [""])[0]
+    password = urlsplit(url).password
+    if password:
+        text = text.replace(password, "***")
+    return f"{flag} {mask_url(url)!r} cannot be opened: {type(error).__name__}: {text[:300]}"
 
 
 def check_tracking_uri(uri: str) -> str:
@@ -114,8 +166,7 @@ def check_tracking_uri(uri: str) -> str:
         kind = _store_kind(path) if path.is_file() else "mlflow"
         if kind == "other":
             raise StorageError(
-                f"--tracking-uri {uri!r}: {str(path)!r} is not a SQLite database; "
-                "name a new file or an MLflow store"
+                f"--tracking-uri {uri!r}: {str(path)!r} is not a SQLite database; use another file"
             )
         if kind == "database":
             raise StorageError(

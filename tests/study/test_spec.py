@@ -302,16 +302,41 @@ def test_input_the_run_cannot_use_exits_2_before_either_store_is_created(
 
 
 def test_a_storage_driver_that_is_not_installed_is_named_with_the_installed_ones(monkeypatch):
-    # Which drivers a machine has varies; pretend: mysqldb's module is missing, pymysql's
-    # (here json, always present) is installed.
+    # Which drivers a machine has varies: here mysqldb's module is missing (it is no
+    # dependency of ours), and the listing is told pymysql's module is json (present).
+    import importlib.util
+
     from core.study import urls
 
-    monkeypatch.setitem(urls.DRIVERS, "mysql", {"mysqldb": "no_such_module", "pymysql": "json"})
+    if importlib.util.find_spec("MySQLdb") is not None:
+        pytest.skip("MySQLdb is installed here")
+    monkeypatch.setitem(urls.DRIVERS, "mysql", {"mysqldb": "MySQLdb", "pymysql": "json"})
     with pytest.raises(urls.StorageError) as raised:
         urls.check_storage_url("mysql://bob:hunter2@127.0.0.1/db")
     message = str(raised.value)
     assert "'mysql://bob:***@127.0.0.1/db'" in message
-    assert "driver 'mysqldb'" in message and "no_such_module" in message
+    assert "driver 'mysqldb', the default for mysql://," in message and "MySQLdb" in message
     assert "installed drivers for mysql: mysql+pymysql" in message
     assert "hunter2" not in message
-    assert urls.check_storage_url("mysql+pymysql://bob@127.0.0.1/db")
+
+
+def test_a_bare_postgresql_url_names_sqlalchemys_default_driver(monkeypatch):
+    import importlib.util
+
+    from core.study import urls
+
+    if importlib.util.find_spec("psycopg") is not None:
+        pytest.skip("psycopg 3 is installed here: postgresql:// works")
+    with pytest.raises(urls.StorageError) as raised:
+        urls.check_storage_url("postgresql://postgres@127.0.0.1:5432/test")
+    message = str(raised.value)
+    assert "driver 'psycopg', the default for postgresql://," in message
+    assert "installed drivers for postgresql: postgresql+psycopg2" in message
+    assert urls.check_storage_url("postgresql+psycopg2://postgres@127.0.0.1:5432/test")
+
+
+def test_a_database_url_sqlalchemy_cannot_parse_is_one_line():
+    from core.study import urls
+
+    with pytest.raises(urls.StorageError, match="not a database URL"):
+        urls.check_storage_url("postgresql+psycopg2://u@127.0.0.1:notaport/db")

@@ -14,13 +14,28 @@ def command_host(line: str) -> str:
     return words[words.index("--host") + 1]
 
 
-def store(directory) -> str:
-    """The URI of an empty file, which MLflow takes as a new store."""
-    (directory / "m.db").touch()
-    return f"sqlite:///{directory / 'm.db'}"
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory):
+    """The bytes of a SQLite file holding MLflow's schema (made once: it takes a second)."""
+    from mlflow import MlflowClient
+
+    path = tmp_path_factory.mktemp("store") / "m.db"
+    MlflowClient(f"sqlite:///{path}").search_experiments()
+    return path.read_bytes()
 
 
-def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path):
+@pytest.fixture
+def store(mlflow_store):
+    """``store(directory)``: the URI of an MLflow store in ``directory``."""
+
+    def make(directory) -> str:
+        (directory / "m.db").write_bytes(mlflow_store)
+        return f"sqlite:///{directory / 'm.db'}"
+
+    return make
+
+
+def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path, store):
     result = run_cli(
         "ui",
         "--dry-run",
@@ -36,7 +51,7 @@ def test_dry_run_binds_loopback_whatever_the_environment_says(tmp_path):
     assert command_host(line) == "127.0.0.1"
     assert "--host 127.0.0.1" in line
     assert result.stderr == ""
-    assert (tmp_path / "m.db").stat().st_size == 0  # printed, not started
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.db"]  # printed, not started
 
 
 def ui(capsys, *argv: str) -> tuple[int, str, str]:
@@ -47,7 +62,9 @@ def ui(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_a_non_loopback_host_without_allow_remote_exits_2_naming_allow_remote(capsys, tmp_path):
+def test_a_non_loopback_host_without_allow_remote_exits_2_naming_allow_remote(
+    capsys, tmp_path, store
+):
     code, out, err = ui(
         capsys, "--dry-run", "--host", "0.0.0.0", "--tracking-uri", store(tmp_path)
     )
@@ -60,7 +77,7 @@ def test_a_non_loopback_host_without_allow_remote_exits_2_naming_allow_remote(ca
 
 
 def test_allow_remote_dry_run_prints_the_command_and_warns_there_is_no_authentication(
-    capsys, tmp_path
+    capsys, tmp_path, store
 ):
     code, out, err = ui(
         capsys,
@@ -79,7 +96,7 @@ def test_allow_remote_dry_run_prints_the_command_and_warns_there_is_no_authentic
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "192.168.1.10", "localhost.example.com"])
-def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, tmp_path):
+def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, tmp_path, store):
     args = build_parser().parse_args(
         ["ui", "--dry-run", "--host", host, "--tracking-uri", store(tmp_path)]
     )
@@ -90,7 +107,7 @@ def test_every_non_loopback_host_is_refused_without_allow_remote(host, capsys, t
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.2", "localhost", "::1"])
-def test_loopback_hosts_are_served_without_a_warning(host, capsys, tmp_path):
+def test_loopback_hosts_are_served_without_a_warning(host, capsys, tmp_path, store):
     assert is_loopback(host)
     args = build_parser().parse_args(
         ["ui", "--dry-run", "--host", host, "--tracking-uri", store(tmp_path)]
@@ -124,10 +141,12 @@ def test_mask_url_hides_passwords_in_the_user_part_and_in_the_query():
 @pytest.mark.parametrize(
     ("uri", "needles"),
     [
-        ("ftp://x", ["'ftp://x'", "sqlite:///PATH", "postgresql://"]),
+        ("ftp://x", ["'ftp://x'", "sqlite:///PATH", "postgresql+DRIVER://"]),
         ("http://127.0.0.1:5000", ["cannot back the UI"]),
         ("sqlite:///{tmp}/no/such/dir/m.db", ["does not exist"]),
         ("sqlite:///{tmp}/missing.db", ["missing.db", "does not exist", "run a study first"]),
+        ("sqlite:///", ["'sqlite:///'", "cannot back the UI"]),
+        ("postgresql+nosuch://u@127.0.0.1/x", ["unknown driver 'nosuch'", "postgresql+psycopg2"]),
     ],
 )
 @pytest.mark.parametrize("dry_run", [(), ("--dry-run",)], ids=["serve", "dry-run"])
@@ -187,7 +206,7 @@ def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
     from .helpers import write_spec
 
     spec = write_spec(tmp_path, "summary", study={"n_trials": 2}, train={"max_epochs": 2})
-    storage, tracking = f"sqlite:///{tmp_path}/o.db", store(tmp_path)
+    storage, tracking = f"sqlite:///{tmp_path}/o.db", f"sqlite:///{tmp_path}/m.db"
     result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
@@ -195,3 +214,39 @@ def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
         f"regstudy report {spec} --storage {storage} --tracking-uri {tracking}"
     )
     assert f"regstudy ui --tracking-uri {tracking}" in result.stdout
+
+
+def test_an_empty_file_is_no_store_to_serve_yet(capsys, tmp_path):
+    (tmp_path / "m.db").touch()  # a run would make its store here; the UI has nothing
+    code, out, err = ui(capsys, "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
+    assert code == 2
+    (line,) = err.splitlines()
+    assert "is empty" in line and "run a study first" in line
+    assert (tmp_path / "m.db").stat().st_size == 0
+
+
+def test_a_postgresql_store_is_checked_before_the_ui_starts(capsys, postgres_databases):
+    import sqlalchemy
+    from mlflow import MlflowClient
+
+    missing = postgres_databases.base.rsplit("/", 1)[0] + "/regstudy_no_such_database"
+    empty, other, mlflow = (postgres_databases.create() for _ in range(3))
+    engine = sqlalchemy.create_engine(other)
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text("CREATE TABLE studies (id integer)"))
+    engine.dispose()
+    MlflowClient(mlflow).search_experiments()  # MLflow makes its schema
+
+    for uri, needle in (
+        (missing, "cannot be opened"),
+        (empty, "holds no MLflow store"),
+        (other, "holds tables, but not MLflow's"),
+    ):
+        code, out, err = ui(capsys, "--dry-run", "--tracking-uri", uri)
+        assert code == 2, err
+        (line,) = err.splitlines()
+        assert line.startswith("regstudy: error: --tracking-uri") and needle in line
+        assert out == ""
+    code, out, err = ui(capsys, "--dry-run", "--tracking-uri", mlflow)
+    assert code == 0, err
+    assert f"--backend-store-uri {mlflow}" in out
