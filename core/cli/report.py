@@ -61,14 +61,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from core.study.urls import check_storage_url, check_tracking_uri, probe_tracking_server
 
     spec = load_spec(args.spec)
+    out_dir = Path(args.out) if args.out else REPORTS_DIR / spec.study.name
     try:
-        check_storage_url(args.storage)
-        check_tracking_uri(args.tracking_uri)
+        # The report reads both stores: it never creates them, nor runs/ for them.
+        check_storage_url(args.storage, create_default=False)
+        check_tracking_uri(args.tracking_uri, create_default=False)
         probe_tracking_server(args.tracking_uri)
+        _check_out_dir(out_dir, given=args.out is not None)
     except StorageError as error:
         print(f"regstudy: error: {error}", file=sys.stderr)
         return 2
-    out_dir = Path(args.out) if args.out else REPORTS_DIR / spec.study.name
     started = time.monotonic()
     try:
         result = build_report(
@@ -94,3 +96,20 @@ def cmd_report(args: argparse.Namespace) -> int:
     lines.append(f"built in {time.monotonic() - started:.0f} s")
     print("\n".join(lines))
     return 0
+
+
+def _check_out_dir(out_dir: Path, *, given: bool) -> None:
+    """The report directory exists or can be made, before anything is re-trained."""
+    import os
+
+    from core.study.errors import StorageError
+
+    flag = f"--out {str(out_dir)!r}" if given else f"report directory {str(out_dir)!r}"
+    existing = out_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "" if existing == out_dir else f" ({str(existing)!r} is a file)"
+        raise StorageError(f"{flag}: not a directory{where}; name a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(f"{flag}: {str(existing)!r} is not writable; name another directory")

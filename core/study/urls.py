@@ -40,8 +40,9 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def check_storage_url(url: str) -> str:
-    """Validate a storage URL without connecting; create ``runs/`` for the default."""
+def check_storage_url(url: str, *, create_default: bool = True) -> str:
+    """Validate a storage URL without connecting; create ``runs/`` for the default (a
+    reader passes ``create_default=False`` and reports a missing store itself)."""
     scheme = urlsplit(url).scheme if "://" in url else ""
     base = scheme.split("+", 1)[0]
     if base not in STORAGE_SCHEMES:
@@ -57,7 +58,8 @@ def check_storage_url(url: str) -> str:
             )
         parent = Path(path).parent
         if url == DEFAULT_STORAGE:
-            parent.mkdir(parents=True, exist_ok=True)
+            if create_default:
+                parent.mkdir(parents=True, exist_ok=True)
         elif not parent.is_dir():
             raise StorageError(
                 f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
@@ -146,8 +148,9 @@ def database_message(url: str, error: Exception, flag: str = "--storage") -> str
     return f"{flag} {mask_url(url)!r} cannot be opened: {type(error).__name__}: {text[:300]}"
 
 
-def check_tracking_uri(uri: str) -> str:
-    """Validate an MLflow tracking URI: a local SQLite file or an http(s) server."""
+def check_tracking_uri(uri: str, *, create_default: bool = True) -> str:
+    """Validate an MLflow tracking URI: a local SQLite file or an http(s) server (for
+    ``create_default``, see ``check_storage_url``)."""
     scheme = urlsplit(uri).scheme
     if scheme in ("http", "https"):
         if not urlsplit(uri).hostname:
@@ -174,7 +177,8 @@ def check_tracking_uri(uri: str) -> str:
                 "(is it the Optuna storage?); use another file"
             )
         if uri == DEFAULT_TRACKING_URI:
-            parent.mkdir(parents=True, exist_ok=True)
+            if create_default:
+                parent.mkdir(parents=True, exist_ok=True)
         elif not parent.is_dir():
             raise StorageError(
                 f"--tracking-uri {uri!r}: directory {str(parent)!r} does not exist; "

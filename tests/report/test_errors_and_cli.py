@@ -146,3 +146,39 @@ def test_report_command_refuses_an_unusable_tracking_uri_in_one_line(
     assert error.count("\n") == 1
     assert ":pw@" not in error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("out", ["file", "file/inside"])
+def test_an_out_that_cannot_be_a_directory_is_refused_before_any_retraining(
+    joint_study, tmp_path, capsys, out
+):
+    from mlflow import MlflowClient
+
+    (tmp_path / "file").write_text("not a directory\n")
+    path = write_spec(tmp_path, JOINT)
+    client = MlflowClient(joint_study.tracking_uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    runs_before = len(client.search_runs(experiments))
+    args = parser().parse_args(
+        ["report", str(path), "--storage", joint_study.storage_url,
+         "--tracking-uri", joint_study.tracking_uri, "--out", str(tmp_path / out),
+         "--seeds", "5"]
+    )  # fmt: skip
+    assert args.func(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"regstudy: error: --out {str(tmp_path / out)!r}: not a directory")
+    runs_after = len(client.search_runs(experiments))
+    assert runs_after == runs_before  # no re-evaluation run was logged
+    assert (tmp_path / "file").read_text() == "not a directory\n"
+
+
+def test_report_with_the_default_stores_where_there_are_none_creates_no_runs_directory(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    spec = write_spec(tmp_path, JOINT)
+    args = parser().parse_args(["report", str(spec)])
+    assert args.func(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "no Optuna storage at 'sqlite:///runs/optuna.db'" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec.name]
