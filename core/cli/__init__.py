@@ -218,10 +218,19 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
         if bar is not None:
             bar.close()
     failed = [code for code in codes if code != 0]
-    if failed and set(failed) <= {EXIT_INTERRUPTED, EXIT_TERMINATED}:
+    stopped = bool(failed) and set(failed) <= {EXIT_INTERRUPTED, EXIT_TERMINATED}
+    if stopped and _budget_spent(args, spec):
+        # A worker was signalled directly, and the others finished the studies anyway.
+        print(
+            f"regstudy: warning: {len(failed)} of {len(codes)} workers were stopped by a "
+            "signal; the others finished every study's budget",
+            file=sys.stderr,
+        )
+        failed = []
+    elif stopped:
         # The workers were sent SIGTERM (or SIGINT) directly, not this process: they
         # marked their trials; say so as for one process.
-        print(f"\nregstudy: {_interrupted_message(max(failed))}", file=sys.stderr)
+        print(f"{_after_echo()}regstudy: {_interrupted_message(max(failed))}", file=sys.stderr)
         return max(failed)
     if failed:
         print(
@@ -244,6 +253,30 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
 _STOPPED = {EXIT_INTERRUPTED: "interrupted", EXIT_TERMINATED: "terminated"}
 
 
+def _after_echo() -> str:
+    """A line break on a terminal, past the ^C it echoed or the progress bar; nothing in a
+    log or pipe, where the message stays one line."""
+    return "\n" if sys.stderr.isatty() else ""
+
+
+def _budget_spent(args, spec) -> bool:
+    import optuna
+
+    from core.study.loop import FINISHED, count
+    from core.study.runner import make_storage, study_budget, study_refs
+
+    storage = make_storage(args.storage, spec)
+    total = args.trials or spec.study.n_trials
+    try:
+        return all(
+            count(optuna.load_study(study_name=ref.name, storage=storage), FINISHED)
+            >= study_budget(spec, ref, total)
+            for ref in study_refs(spec)
+        )
+    except KeyError:  # a study was never created
+        return False
+
+
 def _interrupted_message(code: int) -> str:
     return (
         f"{_STOPPED[code]}; a running trial is marked failed and its run closed. "
@@ -262,13 +295,22 @@ def _print_results(studies, spec, args, started) -> None:
         if args.tracking_uri == DEFAULT_TRACKING_URI:
             print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
         elif args.tracking_uri.startswith("sqlite:"):
-            print(f"Browse them:    regstudy ui --tracking-uri {args.tracking_uri}")
+            print(f"Browse them:    {_program()} ui --tracking-uri {args.tracking_uri}")
         same_stores = (
             f" --storage {_masked(args.storage)} --tracking-uri {_masked(args.tracking_uri)}"
             if args.storage != DEFAULT_STORAGE or args.tracking_uri != DEFAULT_TRACKING_URI
             else ""
         )
-        print(f"Report:         regstudy report {args.spec}{same_stores}")
+        print(f"Report:         {_program()} report {args.spec}{same_stores}")
+
+
+def _program() -> str:
+    """The command as the user ran it, so a hint can be pasted: ``.venv/bin/regstudy``
+    from ``make study``, ``python -m core`` from a module run."""
+    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("regstudy")
+    if program.name in ("__main__.py", "-c"):
+        return "python -m core"
+    return str(program)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -549,9 +591,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as interrupt:
         code = exit_code(interrupt)
         if args.func in (cmd_run, cmd_worker):
-            print(f"\nregstudy: {_interrupted_message(code)}", file=sys.stderr)
+            print(f"{_after_echo()}regstudy: {_interrupted_message(code)}", file=sys.stderr)
         else:
-            print(f"\nregstudy: {_STOPPED[code]}", file=sys.stderr)
+            print(f"{_after_echo()}regstudy: {_STOPPED[code]}", file=sys.stderr)
         return code
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -295,21 +295,25 @@ def grid_size(spec: Spec, arm: str | None) -> int:
     return int(np.prod([len(values) for values in grid_space(spec, arm).values()]))
 
 
-def _budget(spec: Spec, ref: StudyRef, total: int) -> int:
+def study_budget(spec: Spec, ref: StudyRef, total: int) -> int:
     """The trial budget of one study: a grid study stops when its grid is walked."""
     if spec.study.sampler != "grid":
         return total
-    size = grid_size(spec, ref.arm)
-    if size < total:
+    return min(total, grid_size(spec, ref.arm))
+
+
+def _budget(spec: Spec, ref: StudyRef, total: int) -> int:
+    """``study_budget``, saying when the grid cuts it short."""
+    budget = study_budget(spec, ref, total)
+    if budget < total:
         logger.info(
             "study %s: the grid has %d points; running %d trials, not %d",
             ref.name,
-            size,
-            size,
+            budget,
+            budget,
             total,
         )
-        return size
-    return total
+    return budget
 
 
 def _run_one(

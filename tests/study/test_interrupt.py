@@ -320,3 +320,30 @@ def test_ctrl_c_while_the_workers_still_start_is_one_message_too(tmp_path, mlflo
     assert pool.returncode == 130, err[-3000:]
     assert "Traceback" not in err, err[-3000:]
     assert "regstudy: interrupted" in err
+
+
+@pytest.mark.parametrize("spent", [True, False], ids=["budget-spent", "budget-left"])
+def test_a_pool_whose_worker_was_signalled_says_what_is_left(tmp_path, monkeypatch, capsys, spent):
+    # One worker SIGTERMed by someone, the parent untouched: if the others finished every
+    # budget, there is nothing to resume and the run succeeded.
+    import core.study.parallel as parallel
+    from core.cli import build_parser, cmd_run
+
+    spec_path = slow_spec(tmp_path, "pool-left", n_trials=2, epochs=2)
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+
+    def pool(spec, **kwargs):
+        if spent:
+            run_study(spec, storage_url=storage, tracking_uri=None)
+        return [0, 143]
+
+    monkeypatch.setattr(parallel, "run_parallel", pool)
+    argv = ["run", str(spec_path), "--workers", "2", "--quiet", "--no-tracking"]
+    code = cmd_run(build_parser().parse_args([*argv, "--storage", storage]))
+    (line,) = capsys.readouterr().err.splitlines()  # one line, no blank one above it
+    if spent:
+        assert code == 0
+        assert line.startswith("regstudy: warning: 1 of 2 workers were stopped by a signal")
+    else:
+        assert code == 143
+        assert line.startswith("regstudy: terminated; a running trial is marked failed")

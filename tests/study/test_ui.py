@@ -210,10 +210,11 @@ def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
     result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
+    # As run here (python -m core), so the hint can be pasted as it is.
     assert line.split(None, 1)[1] == (
-        f"regstudy report {spec} --storage {storage} --tracking-uri {tracking}"
+        f"python -m core report {spec} --storage {storage} --tracking-uri {tracking}"
     )
-    assert f"regstudy ui --tracking-uri {tracking}" in result.stdout
+    assert f"python -m core ui --tracking-uri {tracking}" in result.stdout
 
 
 def test_an_empty_file_is_no_store_to_serve_yet(capsys, tmp_path):
