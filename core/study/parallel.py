@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-# Light imports only: a spawned worker imports this module before worker_main runs, and a
-# Ctrl-C landing in a slow import there would print a traceback (Optuna, scikit-learn and
-# MLflow are imported inside the functions, where the interrupt is handled).
+# Light imports only: a spawned worker imports this module before worker_main runs, which
+# imports Optuna, scikit-learn and MLflow inside its SIGTERM handling (a SIGTERM during
+# those seconds then stops the worker without a traceback).
 from core.study.interrupts import exit_code, raise_terminated_once
 
 if TYPE_CHECKING:
