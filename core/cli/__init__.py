@@ -397,6 +397,7 @@ def _ui_store_problem(uri: str, *, default: bool) -> str | None:
         check_driver,
         check_tracking_uri,
         probe_database,
+        sqlite_tables,
         ui_database_problem,
     )
 
@@ -418,9 +419,7 @@ def _ui_store_problem(uri: str, *, default: bool) -> str | None:
         check_tracking_uri(uri)  # a directory, another kind of file
     except StorageError as error:
         return str(error)
-    if store.stat().st_size == 0:
-        return f"--tracking-uri {uri!r}: {str(store)!r} is empty: no runs yet; run a study first"
-    return None
+    return ui_database_problem(uri, sqlite_tables(store) or set())
 
 
 def cmd_gradcheck(args: argparse.Namespace) -> int:

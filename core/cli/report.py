@@ -63,9 +63,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     out_dir = Path(args.out) if args.out else REPORTS_DIR / spec.study.name
     try:
-        # The report reads both stores: it never creates them, nor runs/ for them.
-        check_storage_url(args.storage, create_default=False)
-        check_tracking_uri(args.tracking_uri, create_default=False)
+        check_storage_url(args.storage)
+        check_tracking_uri(args.tracking_uri)
         probe_tracking_server(args.tracking_uri)
         _check_out_dir(out_dir, given=args.out is not None)
     except StorageError as error:

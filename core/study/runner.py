@@ -41,6 +41,7 @@ from core.study.urls import (
     check_distinct,
     check_storage_url,
     check_tracking_uri,
+    create_default_directory,
     database_message,
     mask_url,
     probe_database,
@@ -260,6 +261,9 @@ def open_stores(
         check_distinct(storage_url, tracking_uri)
         probe_tracking_server(tracking_uri)
     probe_database(storage_url)  # a server that refuses us fails before MLflow is touched
+    create_default_directory(storage_url)  # every check passed: now runs/ may be made
+    if tracking_uri is not None:
+        create_default_directory(tracking_uri)
     with interrupts.graceful():
         tracker = None
         if tracking_uri is not None:

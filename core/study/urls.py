@@ -40,10 +40,18 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts)
 
 
-def check_storage_url(url: str, *, create_default: bool = True) -> str:
-    """Validate a storage URL without connecting; create ``runs/`` for the default (a
-    reader passes ``create_default=False`` and reports a missing store itself)."""
-    scheme = urlsplit(url).scheme if "://" in url else ""
+def _scheme(url: str, flag: str) -> str:
+    """The URL's scheme; an unparsable URL (an unclosed IPv6 bracket) is one line."""
+    try:
+        return urlsplit(url).scheme if "://" in url else ""
+    except ValueError as error:
+        raise StorageError(f"{flag} {url!r} is not a valid URL ({error})") from None
+
+
+def check_storage_url(url: str) -> str:
+    """Validate a storage URL without connecting or creating anything (the default's
+    ``runs/`` is made by ``create_default_directory`` once every check has passed)."""
+    scheme = _scheme(url, "--storage")
     base = scheme.split("+", 1)[0]
     if base not in STORAGE_SCHEMES:
         raise StorageError(
@@ -56,11 +64,13 @@ def check_storage_url(url: str, *, create_default: bool = True) -> str:
             raise StorageError(
                 f"--storage sqlite URL must name a file, as sqlite:///runs/optuna.db; got {url!r}"
             )
+        if path.endswith("/") or Path(path).is_dir():
+            raise StorageError(
+                f"--storage {url!r} names a directory; it must name a database file, "
+                "as sqlite:///runs/optuna.db"
+            )
         parent = Path(path).parent
-        if url == DEFAULT_STORAGE:
-            if create_default:
-                parent.mkdir(parents=True, exist_ok=True)
-        elif not parent.is_dir():
+        if url != DEFAULT_STORAGE and not parent.is_dir():
             raise StorageError(
                 f"--storage {url!r}: directory {str(parent)!r} does not exist; create it first"
             )
@@ -69,12 +79,18 @@ def check_storage_url(url: str, *, create_default: bool = True) -> str:
     return url
 
 
+def create_default_directory(url: str) -> None:
+    """Make ``runs/`` for the default storage or tracking URI (after the checks pass)."""
+    if url in (DEFAULT_STORAGE, DEFAULT_TRACKING_URI):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
 def check_driver(url: str, flag: str = "--storage") -> None:
     """The URL's database driver is one SQLAlchemy knows and is installed here (SQLAlchemy
     names the default driver of a bare ``postgresql://``: psycopg 3 since 2.1)."""
     from sqlalchemy.engine.url import make_url
 
-    scheme = urlsplit(url).scheme
+    scheme = _scheme(url, flag)
     base = scheme.split("+", 1)[0]
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
@@ -132,12 +148,29 @@ def probe_database(url: str, flag: str = "--storage", *, tables: bool = False) -
         raise StorageError(database_message(url, error, flag)) from None
 
 
+MLFLOW_TABLES = {"alembic_version", "experiments", "runs", "metrics", "params", "tags"}
+
+
 def ui_database_problem(uri: str, tables: set[str]) -> str | None:
-    """Why a database server's ``tables`` cannot back the MLflow UI, or None."""
-    if {"experiments", "runs"} <= tables:
+    """Why a database with ``tables`` cannot back the MLflow UI, or None."""
+    if tables >= MLFLOW_TABLES:
         return None
     what = "holds no MLflow store" if not tables else "holds tables, but not MLflow's"
     return f"--tracking-uri {mask_url(uri)!r}: the database {what}; run a study against it first"
+
+
+def sqlite_tables(path: Path) -> set[str] | None:
+    """The tables of SQLite file ``path`` (read-only), or None when it is no SQLite
+    database; an empty file has none."""
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        return set()
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError:
+        return None
 
 
 def database_message(url: str, error: Exception, flag: str = "--storage") -> str:
@@ -148,10 +181,10 @@ def database_message(url: str, error: Exception, flag: str = "--storage") -> str
     return f"{flag} {mask_url(url)!r} cannot be opened: {type(error).__name__}: {text[:300]}"
 
 
-def check_tracking_uri(uri: str, *, create_default: bool = True) -> str:
-    """Validate an MLflow tracking URI: a local SQLite file or an http(s) server (for
-    ``create_default``, see ``check_storage_url``)."""
-    scheme = urlsplit(uri).scheme
+def check_tracking_uri(uri: str) -> str:
+    """Validate an MLflow tracking URI, a local SQLite file or an http(s) server, without
+    creating anything (see ``create_default_directory``)."""
+    scheme = _scheme(uri, "--tracking-uri")
     if scheme in ("http", "https"):
         if not urlsplit(uri).hostname:
             raise StorageError(
@@ -176,10 +209,7 @@ def check_tracking_uri(uri: str, *, create_default: bool = True) -> str:
                 f"--tracking-uri {uri!r}: {str(path)!r} is a database but not an MLflow store "
                 "(is it the Optuna storage?); use another file"
             )
-        if uri == DEFAULT_TRACKING_URI:
-            if create_default:
-                parent.mkdir(parents=True, exist_ok=True)
-        elif not parent.is_dir():
+        if uri != DEFAULT_TRACKING_URI and not parent.is_dir():
             raise StorageError(
                 f"--tracking-uri {uri!r}: directory {str(parent)!r} does not exist; "
                 "create it first"
@@ -194,14 +224,8 @@ def _store_kind(path: Path) -> str:
     """ "mlflow" for an empty file, a SQLite database without tables (another worker has
     just created it) or one holding MLflow's tables; "database" for another SQLite
     database; "other" for a file that is no SQLite database."""
-    import sqlite3
-
-    if path.stat().st_size == 0:
-        return "mlflow"
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
-    except sqlite3.DatabaseError:
+    tables = sqlite_tables(path)
+    if tables is None:
         return "other"
     return "mlflow" if not tables or {"experiments", "runs"} <= tables else "database"
 

@@ -340,3 +340,34 @@ def test_a_database_url_sqlalchemy_cannot_parse_is_one_line():
 
     with pytest.raises(urls.StorageError, match="not a database URL"):
         urls.check_storage_url("postgresql+psycopg2://u@127.0.0.1:notaport/db")
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (("--tracking-uri", "ftp://x"), "--tracking-uri must be"),
+        (("--tracking-uri", "http://127.0.0.1:1"), "does not answer"),
+        (("--tracking-uri", "http://[::1/x"), "is not a valid URL"),
+        (("--storage", "postgresql+psycopg2://[::1/x"), "is not a valid URL"),
+        (("--storage", "sqlite:////"), "names a directory"),
+    ],
+    ids=["ftp", "no-server", "tracking-ipv6", "storage-ipv6", "storage-root"],
+)
+def test_refused_input_next_to_the_default_stores_creates_no_runs_directory(
+    tmp_path, flags, needle
+):
+    from .helpers import cli_command, cli_env
+
+    spec_path = write_spec(tmp_path, "defaults")
+    result = subprocess.run(
+        cli_command("run", str(spec_path), "--quiet", *flags),
+        cwd=tmp_path,
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2, result.stderr[-2000:]
+    (line,) = result.stderr.splitlines()
+    assert needle in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == [spec_path.name]

@@ -217,12 +217,24 @@ def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
     assert f"python -m core ui --tracking-uri {tracking}" in result.stdout
 
 
+def test_a_sqlite_database_without_tables_is_no_store_to_serve(capsys, tmp_path):
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(tmp_path / "m.db")) as db:
+        db.execute("PRAGMA user_version = 7")  # a header, no tables
+        db.commit()
+    code, out, err = ui(capsys, "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
+    assert code == 2
+    assert "holds no MLflow store" in err and out == ""
+
+
 def test_an_empty_file_is_no_store_to_serve_yet(capsys, tmp_path):
     (tmp_path / "m.db").touch()  # a run would make its store here; the UI has nothing
     code, out, err = ui(capsys, "--dry-run", "--tracking-uri", f"sqlite:///{tmp_path}/m.db")
     assert code == 2
     (line,) = err.splitlines()
-    assert "is empty" in line and "run a study first" in line
+    assert "holds no MLflow store" in line and "run a study against it first" in line
     assert (tmp_path / "m.db").stat().st_size == 0
 
 
@@ -233,8 +245,9 @@ def test_a_postgresql_store_is_checked_before_the_ui_starts(capsys, postgres_dat
     missing = postgres_databases.base.rsplit("/", 1)[0] + "/regstudy_no_such_database"
     empty, other, mlflow = (postgres_databases.create() for _ in range(3))
     engine = sqlalchemy.create_engine(other)
-    with engine.begin() as connection:
-        connection.execute(sqlalchemy.text("CREATE TABLE studies (id integer)"))
+    with engine.begin() as connection:  # named like MLflow's, but not its store
+        connection.execute(sqlalchemy.text("CREATE TABLE experiments (id integer)"))
+        connection.execute(sqlalchemy.text("CREATE TABLE runs (id integer)"))
     engine.dispose()
     MlflowClient(mlflow).search_experiments()  # MLflow makes its schema
 
