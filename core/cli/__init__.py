@@ -292,25 +292,40 @@ def _print_results(studies, spec, args, started) -> None:
         from core.study.errors import DEFAULT_STORAGE, DEFAULT_TRACKING_URI
 
         print(f"MLflow runs:    {_masked(args.tracking_uri)} (experiment {spec.study.name!r})")
+        program = _program()
         if args.tracking_uri == DEFAULT_TRACKING_URI:
-            print("Browse them:    make ui   (then open http://127.0.0.1:5000)")
+            print(f"Browse them:    {program} ui   (then open http://127.0.0.1:5000)")
         elif args.tracking_uri.startswith("sqlite:"):
-            print(f"Browse them:    {_program()} ui --tracking-uri {args.tracking_uri}")
+            print(f"Browse them:    {program} ui --tracking-uri {_quoted(args.tracking_uri)}")
         same_stores = (
-            f" --storage {_masked(args.storage)} --tracking-uri {_masked(args.tracking_uri)}"
+            f" --storage {_quoted(_masked(args.storage))}"
+            f" --tracking-uri {_quoted(_masked(args.tracking_uri))}"
             if args.storage != DEFAULT_STORAGE or args.tracking_uri != DEFAULT_TRACKING_URI
             else ""
         )
-        print(f"Report:         {_program()} report {args.spec}{same_stores}")
+        print(f"Report:         {program} report {_quoted(args.spec)}{same_stores}")
 
 
 def _program() -> str:
-    """The command as the user ran it, so a hint can be pasted: ``.venv/bin/regstudy``
-    from ``make study``, ``python -m core`` from a module run."""
-    program = Path(sys.argv[0]) if sys.argv and sys.argv[0] else Path("regstudy")
-    if program.name in ("__main__.py", "-c"):
-        return "python -m core"
-    return str(program)
+    """The command as the user ran it, so a hint can be pasted in the same directory:
+    ``.venv/bin/regstudy`` from ``make study``, ``.venv/bin/python -m core`` from a
+    module run."""
+    program = sys.argv[0] if sys.argv and sys.argv[0] else "regstudy"
+    if Path(program).name in ("__main__.py", "-c"):
+        return f"{_quoted(_near(sys.executable))} -m core"
+    return _quoted(_near(program))
+
+
+def _near(path: str) -> str:
+    """``path`` relative to the working directory when it lies below it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") or os.path.isabs(relative) else relative
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:

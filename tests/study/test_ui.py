@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from core.cli import build_parser, cmd_ui, is_loopback
@@ -210,11 +213,34 @@ def test_the_run_summary_names_the_stores_a_report_should_read(tmp_path):
     result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
     assert result.returncode == 0, result.stderr
     (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
-    # As run here (python -m core), so the hint can be pasted as it is.
+    # As run here (this interpreter, -m core, from the repository root), so the hint can
+    # be pasted there as it is.
+    from .helpers import REPO
+
+    executable = Path(sys.executable)
+    if executable.is_relative_to(REPO):
+        executable = executable.relative_to(REPO)
+    program = f"{executable} -m core"
     assert line.split(None, 1)[1] == (
-        f"python -m core report {spec} --storage {storage} --tracking-uri {tracking}"
+        f"{program} report {spec} --storage {storage} --tracking-uri {tracking}"
     )
-    assert f"python -m core ui --tracking-uri {tracking}" in result.stdout
+    assert f"{program} ui --tracking-uri {tracking}" in result.stdout
+
+
+def test_run_hints_quote_paths_with_spaces_so_they_paste(tmp_path):
+    import shlex
+
+    from .helpers import write_spec
+
+    place = tmp_path / "my runs"
+    place.mkdir()
+    spec = write_spec(place, "spaced", study={"n_trials": 1}, train={"max_epochs": 1})
+    storage, tracking = f"sqlite:///{place}/o.db", f"sqlite:///{place}/m.db"
+    result = run_cli("run", str(spec), "--storage", storage, "--tracking-uri", tracking)
+    assert result.returncode == 0, result.stderr
+    (line,) = [line for line in result.stdout.splitlines() if line.startswith("Report:")]
+    words = shlex.split(line.split(None, 1)[1])
+    assert words[-6:] == ["report", str(spec), "--storage", storage, "--tracking-uri", tracking]
 
 
 def test_a_sqlite_database_without_tables_is_no_store_to_serve(capsys, tmp_path):
