@@ -602,6 +602,14 @@ def main(argv: list[str] | None = None) -> int:
     except TooManyFailures as error:
         print(f"regstudy: error: {error}", file=sys.stderr)
         return 1
+    except MemoryError as error:
+        # The trial that ran out is marked failed; a smaller model or batch is the remedy.
+        print(
+            f"regstudy: error: out of memory ({error}); use smaller [model] hidden layers "
+            "or [train] batch_size",
+            file=sys.stderr,
+        )
+        return 1
     except KeyboardInterrupt as interrupt:
         code = exit_code(interrupt)
         if args.func in (cmd_run, cmd_worker):

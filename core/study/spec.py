@@ -202,16 +202,19 @@ class DataSection(_Section):
 
 
 MAX_WIDTH = 65_536
-MAX_LAYER_WEIGHTS = 2**28  # 1 GiB of float32 between two hidden layers
+MAX_DEPTH = 64
+MAX_HIDDEN_WEIGHTS = 2**28  # 1 GiB of float32 between the hidden layers, all together
 
 
 def _widths(value: tuple[int, ...]) -> tuple[int, ...]:
     if any(not 1 <= width <= MAX_WIDTH for width in value):
         raise ValueError(f"every layer width must be an integer in 1..{MAX_WIDTH}")
-    if any(a * b > MAX_LAYER_WEIGHTS for a, b in zip(value, value[1:], strict=False)):
+    if len(value) > MAX_DEPTH:
+        raise ValueError(f"at most {MAX_DEPTH} hidden layers")
+    if sum(a * b for a, b in zip(value, value[1:], strict=False)) > MAX_HIDDEN_WEIGHTS:
         raise ValueError(
-            f"two neighbouring layers may hold at most {MAX_LAYER_WEIGHTS:,} weights "
-            "(1 GiB of float32) between them"
+            f"the hidden layers may hold at most {MAX_HIDDEN_WEIGHTS:,} weights between "
+            "them in all (1 GiB of float32, before the optimizer's copies)"
         )
     return value
 

@@ -229,6 +229,12 @@ RUNTIME_CASES = [
         ("model.hidden", "[65536, 65536]", "at most 268,435,456 weights"),
     ),
     Case(
+        "hidden_layers_too_heavy_together",
+        spec(model={"hidden": [16384] * 4}),
+        ("model.hidden", "[16384, 16384, 16384, 16384]", "in all"),
+    ),
+    Case("hidden_too_deep", spec(model={"hidden": [4] * 65}), ("model.hidden", "at most 64")),
+    Case(
         "storage_unknown_driver",
         VALID,
         ("--storage", "'postgresql+nosuch", "postgresql+psycopg2"),
@@ -371,3 +377,22 @@ def test_refused_input_next_to_the_default_stores_creates_no_runs_directory(
     (line,) = result.stderr.splitlines()
     assert needle in line
     assert sorted(p.name for p in tmp_path.iterdir()) == [spec_path.name]
+
+
+def test_running_out_of_memory_in_a_trial_is_one_line_and_the_trial_failed(
+    in_process_main, tmp_path, monkeypatch
+):
+    import core.study.objective as objective_module
+
+    def too_big(*args, **kwargs):
+        raise MemoryError("Unable to allocate 46.6 TiB for an array")
+
+    monkeypatch.setattr(objective_module, "run_configuration", too_big)
+    result = in_process_main(Case("oom", VALID, ()), tmp_path)
+    assert result.returncode == 1, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("regstudy: error: out of memory (Unable to allocate 46.6 TiB")
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'o.db'}")
+    (study,) = storage.get_all_studies()
+    states = [t.state for t in storage.get_all_trials(study._study_id)]
+    assert states == [optuna.trial.TrialState.FAIL]
