@@ -98,7 +98,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def _check_out_dir(out_dir: Path, *, given: bool) -> None:
-    """The report directory exists or can be made, before anything is re-trained."""
+    """The report directory exists or can be made, and its files can be written, before
+    anything is re-trained."""
     import os
 
     from core.study.errors import StorageError
@@ -106,9 +107,21 @@ def _check_out_dir(out_dir: Path, *, given: bool) -> None:
     flag = f"--out {str(out_dir)!r}" if given else f"report directory {str(out_dir)!r}"
     existing = out_dir
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():
+            raise StorageError(
+                f"{flag}: {str(existing)!r} is a link to a missing place; name a directory"
+            )
         existing = existing.parent
     if not existing.is_dir():
         where = "" if existing == out_dir else f" ({str(existing)!r} is a file)"
         raise StorageError(f"{flag}: not a directory{where}; name a directory")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise StorageError(f"{flag}: {str(existing)!r} is not writable; name another directory")
+    if existing == out_dir:
+        # The report writes report.html, report.md, CSV tables and PNG figures here.
+        for entry in out_dir.iterdir():
+            if entry.suffix in (".html", ".md", ".csv", ".png") and entry.is_dir():
+                raise StorageError(
+                    f"{flag}: {str(entry)!r} is a directory where the report writes files; "
+                    "remove it or name another directory"
+                )

@@ -148,13 +148,15 @@ def test_report_command_refuses_an_unusable_tracking_uri_in_one_line(
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("out", ["file", "file/inside"])
+@pytest.mark.parametrize("out", ["file", "file/inside", "dangling", "dangling/sub", "holder"])
 def test_an_out_that_cannot_be_a_directory_is_refused_before_any_retraining(
     joint_study, tmp_path, capsys, out
 ):
     from mlflow import MlflowClient
 
     (tmp_path / "file").write_text("not a directory\n")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "holder" / "report.html").mkdir(parents=True)
     path = write_spec(tmp_path, JOINT)
     client = MlflowClient(joint_study.tracking_uri)
     experiments = [e.experiment_id for e in client.search_experiments()]
@@ -166,7 +168,7 @@ def test_an_out_that_cannot_be_a_directory_is_refused_before_any_retraining(
     )  # fmt: skip
     assert args.func(args) == 2
     (line,) = capsys.readouterr().err.splitlines()
-    assert line.startswith(f"regstudy: error: --out {str(tmp_path / out)!r}: not a directory")
+    assert line.startswith(f"regstudy: error: --out {str(tmp_path / out)!r}: ")
     runs_after = len(client.search_runs(experiments))
     assert runs_after == runs_before  # no re-evaluation run was logged
     assert (tmp_path / "file").read_text() == "not a directory\n"
