@@ -218,16 +218,19 @@ def _run_workers(args, spec, tracking_uri, started) -> int:
         if bar is not None:
             bar.close()
     failed = [code for code in codes if code != 0]
-    stopped = bool(failed) and set(failed) <= {EXIT_INTERRUPTED, EXIT_TERMINATED}
-    if stopped and _budget_spent(args, spec):
-        # A worker was signalled directly, and the others finished the studies anyway.
+    # Stopped by a signal: a handled Ctrl-C or SIGTERM (130, 143), or killed (negative).
+    signalled = bool(failed) and all(
+        code in (EXIT_INTERRUPTED, EXIT_TERMINATED) or code < 0 for code in failed
+    )
+    if signalled and _budget_spent(args, spec):
+        # Workers were signalled directly, and the others finished the studies anyway.
         print(
             f"regstudy: warning: {len(failed)} of {len(codes)} workers were stopped by a "
             "signal; the others finished every study's budget",
             file=sys.stderr,
         )
         failed = []
-    elif stopped:
+    elif signalled and all(code > 0 for code in failed):
         # The workers were sent SIGTERM (or SIGINT) directly, not this process: they
         # marked their trials; say so as for one process.
         print(f"{_after_echo()}regstudy: {_interrupted_message(max(failed))}", file=sys.stderr)
@@ -569,9 +572,17 @@ class _OneProcess(argparse.Action):
 WORKERS_PER_CORE = 4  # beyond this, workers only contend for the cores (and the memory)
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (its affinity, where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def _workers(text: str) -> int:
     value = positive_int(text)
-    limit = WORKERS_PER_CORE * (os.cpu_count() or 1)
+    limit = WORKERS_PER_CORE * _usable_cores()
     if value > limit:
         raise argparse.ArgumentTypeError(
             f"must be at most {limit} ({WORKERS_PER_CORE} per core here); got {text!r}; "

@@ -363,7 +363,8 @@ def load_spec(path: str | Path) -> Spec:
             f"{error.start}); save the spec as UTF-8 TOML"
         ) from None
     try:
-        data = tomllib.loads(text)
+        # Some editors on Windows save UTF-8 with a byte-order mark; TOML has no place for it.
+        data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as error:
         raise SpecError(f"{path}: not valid TOML: {error}") from None
     return parse_spec(data, source=str(path))

@@ -396,3 +396,10 @@ def test_running_out_of_memory_in_a_trial_is_one_line_and_the_trial_failed(
     (study,) = storage.get_all_studies()
     states = [t.state for t in storage.get_all_trials(study._study_id)]
     assert states == [optuna.trial.TrialState.FAIL]
+
+
+def test_a_spec_saved_with_a_utf8_byte_order_mark_loads(tmp_path):
+    marked, plain = tmp_path / "bom.toml", tmp_path / "plain.toml"
+    marked.write_text("\ufeff" + VALID, encoding="utf-8")
+    plain.write_text(VALID, encoding="utf-8")
+    assert load_spec(marked) == load_spec(plain)
