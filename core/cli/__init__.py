@@ -431,7 +431,10 @@ def _ui_store_problem(uri: str, *, default: bool) -> str | None:
     store = Path(uri.removeprefix("sqlite:///"))
     if not store.exists() and not uri.endswith("/"):
         if default:
-            return f"no runs yet: {store} does not exist; run `make study` first"
+            return (
+                f"no runs yet: {store} does not exist; run a study here first "
+                "(`regstudy run SPEC`, or `make study` in the project)"
+            )
         return f"--tracking-uri {uri!r}: {str(store)!r} does not exist; run a study first"
     try:
         check_tracking_uri(uri)  # a directory, another kind of file
