@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -299,14 +300,14 @@ def _print_results(studies, spec, args, started) -> None:
         if args.tracking_uri == DEFAULT_TRACKING_URI:
             print(f"Browse them:    {program} ui   (then open http://127.0.0.1:5000)")
         elif args.tracking_uri.startswith("sqlite:"):
-            print(f"Browse them:    {program} ui --tracking-uri {_quoted(args.tracking_uri)}")
+            print(f"Browse them:    {program} ui --tracking-uri {shlex.quote(args.tracking_uri)}")
         same_stores = (
-            f" --storage {_quoted(_masked(args.storage))}"
-            f" --tracking-uri {_quoted(_masked(args.tracking_uri))}"
+            f" --storage {shlex.quote(_masked(args.storage))}"
+            f" --tracking-uri {shlex.quote(_masked(args.tracking_uri))}"
             if args.storage != DEFAULT_STORAGE or args.tracking_uri != DEFAULT_TRACKING_URI
             else ""
         )
-        print(f"Report:         {program} report {_quoted(args.spec)}{same_stores}")
+        print(f"Report:         {program} report {shlex.quote(args.spec)}{same_stores}")
 
 
 def _program() -> str:
@@ -315,20 +316,14 @@ def _program() -> str:
     module run."""
     program = sys.argv[0] if sys.argv and sys.argv[0] else "regstudy"
     if Path(program).name in ("__main__.py", "-c"):
-        return f"{_quoted(_near(sys.executable))} -m core"
-    return _quoted(_near(program))
+        return f"{shlex.quote(_near(sys.executable))} -m core"
+    return shlex.quote(_near(program))
 
 
 def _near(path: str) -> str:
     """``path`` relative to the working directory when it lies below it."""
     relative = os.path.relpath(path)
     return path if relative.startswith("..") or os.path.isabs(relative) else relative
-
-
-def _quoted(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
