@@ -216,12 +216,24 @@ class Tracker:
         ``_worker_gone``): a live worker closes it right after telling Optuna. Call it under the
         study's lock, so two workers do not both create the run of one failed trial.
         """
+        from core.study.objective import UNTRACKED_ATTR
+
         # Trials first: a run is made before its trial can end, so a trial that had ended
         # by now and has no run below never got one.
         trials = study.get_trials(deepcopy=False)
+        # A failed trial that does not name its run may have none: only then are all the
+        # study's runs read; otherwise the open ones are enough.
+        maybe_lost = [
+            t
+            for t in trials
+            if t.state == optuna.trial.TrialState.FAIL
+            and RUN_ATTR not in t.user_attrs
+            and not t.user_attrs.get(UNTRACKED_ATTR)  # tracking was off: no run on purpose
+        ]
+        where = f"tags.role = 'trial' and tags.study = '{study.study_name}'"
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.role = 'trial' and tags.study = '{study.study_name}'",
+            filter_string=where if maybe_lost else f"{where} and attributes.status = 'RUNNING'",
             max_results=50_000,
         )
         by_number = {t.number: t for t in trials}
@@ -243,12 +255,8 @@ class Tracker:
             self.client.set_terminated(run.info.run_id, status=RUN_STATUS.get(state, "FAILED"))
             changed += 1
         tracked = {int(run.data.tags.get("trial_number", -1)) for run in runs}
-        from core.study.objective import UNTRACKED_ATTR
-
-        for trial in trials:
-            if trial.user_attrs.get(UNTRACKED_ATTR):
-                continue  # run with tracking off: it has no run on purpose
-            if trial.state == optuna.trial.TrialState.FAIL and trial.number not in tracked:
+        for trial in maybe_lost:
+            if trial.number not in tracked:
                 self._run_for_lost_trial(study, trial)
                 changed += 1
         if changed:
@@ -302,10 +310,11 @@ def _worker_gone(
     if trial.state.name == "FAIL" and "fail_reason" not in trial.user_attrs:
         return True
     worker = str(trial.user_attrs.get("worker", ""))
-    if worker == worker_name():
+    me = worker_name()
+    if worker == me:
         return True
     host, _, pid = worker.rpartition(":")
-    here = worker_name().rpartition(":")[0]
+    here = me.rpartition(":")[0]
     if host == here and pid.isdigit() and not _process_exists(int(pid)):
         return True
     ended = trial.datetime_complete
